@@ -1,0 +1,118 @@
+"""Builds the FastAPI app: lifespan, middleware, error handlers, routers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+
+from project.accounts import ensure_superuser
+from project.config import Settings, get_settings
+from project.database import Database, migrate
+from project.errors import FieldError, Problem, install_error_handlers
+from project.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, configure_logging
+from project.paging import Pager
+from project.routers import auth, health, heroes, powers, teams, users
+from project.security import PasswordHasher, TokenCodec
+
+DESCRIPTION = """
+A REST backend for teams, heroes and powers, with JWT accounts.
+
+* **Sign in** with *Authorize* (email and password); every `/api/v1` call but register,
+  login, refresh and logout needs the access token.
+* **Errors** are RFC 9457 problem details (`application/problem+json`).
+* **Lists** are keyset-paged: pass `next_cursor` back as `cursor` for the next page.
+* **Concurrency**: `GET` returns an `ETag`; send it back in `If-Match` on `PATCH` or `DELETE`
+  and a concurrent change answers 412 instead of being overwritten.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.migrate_at_startup:
+        await migrate(settings.database_url)
+    database = Database(settings)
+    app.state.database = database
+    app.state.hasher = hasher = PasswordHasher(settings)
+    app.state.tokens = TokenCodec(settings)
+    try:
+        if settings.first_superuser_email and settings.first_superuser_password:
+            async with database.session(write=True) as session:
+                await ensure_superuser(
+                    session,
+                    hasher,
+                    settings.first_superuser_email,
+                    settings.first_superuser_password.get_secret_value(),
+                )
+        yield
+    finally:
+        await database.dispose()
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Operation ids are the handler names (`create_hero`): stable, and a client
+    generator turns them into good method names."""
+    return route.name
+
+
+def _openapi_with_problem(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, FieldError):
+            components[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            components[model.__name__].pop("$defs", None)
+        for obsolete in ("HTTPValidationError", "ValidationError"):
+            components.pop(obsolete, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Heroes API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        generate_unique_id_function=_operation_id,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.pager = Pager(settings.secret_key.get_secret_value())
+    app.openapi = lambda: _openapi_with_problem(app)  # type: ignore[method-assign]
+    install_error_handlers(app)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+
+    for module in (health, auth, users, teams, heroes, powers):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,102 @@
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The key committed in `.env` for local development. Production refuses to start with it.
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me-0123456789abcdef"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Every setting of the service, read from the environment and then from `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    database_url: str = "sqlite+aiosqlite:///./heroes.db"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a pooled connection."
+    )
+    db_pool_recycle: int = Field(
+        default=1800, description="Seconds before a connection is replaced."
+    )
+    db_pool_pre_ping: bool = True
+    db_connect_timeout: float = Field(default=5.0, gt=0)
+    db_statement_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds per SQL statement."
+    )
+    sqlite_busy_timeout: float = Field(default=10.0, gt=0)
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Run `alembic upgrade head` at startup (default: SQLite in development).",
+    )
+
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
+    jwt_issuer: str = "heroes-api"
+    jwt_audience: str = "heroes-api"
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=14, ge=1)
+
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=64, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=19456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_max_failures_per_client: int = Field(default=100, ge=1)
+
+    first_superuser_email: str | None = None
+    first_superuser_password: SecretStr | None = None
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    docs_enabled: bool = True
+    log_level: str = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_origins(cls, data: dict[str, object]) -> dict[str, object]:
+        origins = data.get("cors_origins")
+        if isinstance(origins, str):
+            data["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
+        return data
+
+    @model_validator(mode="after")
+    def _refuse_weak_production_keys(self) -> "Settings":
+        key = self.secret_key.get_secret_value()
+        if len(key.encode()) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 bytes")
+        if self.environment == "production" and key == DEVELOPMENT_SECRET_KEY:
+            raise ValueError("SECRET_KEY is the development key; set a random one in production")
+        if "*" in self.cors_origins:
+            raise ValueError("CORS_ORIGINS may not be '*': credentials are allowed")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_at_startup(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.is_sqlite and self.environment == "development"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def _request_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_request_settings)]

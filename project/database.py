@@ -1,0 +1,156 @@
+"""The async engine, the session factory and the per-request session dependency."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from alembic.config import Config as AlembicConfig
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm.exc import StaleDataError
+
+from alembic import command
+from project.config import Settings
+from project.errors import Conflict, PreconditionFailed
+
+# Execution option that makes a SQLite transaction take the write lock when it begins.
+SQLITE_WRITE = "sqlite_begin_immediate"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        engine = create_async_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+            connect_args={"timeout": settings.sqlite_busy_timeout},
+        )
+        _configure_sqlite(engine, settings)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": settings.db_statement_timeout + 1,
+            "server_settings": {
+                "application_name": "heroes-api",
+                "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
+                "idle_in_transaction_session_timeout": str(
+                    int(settings.db_statement_timeout * 3000)
+                ),
+            },
+        },
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
+    busy_ms = int(settings.sqlite_busy_timeout * 1000)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over BEGIN from the driver, so that writers can BEGIN IMMEDIATE (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "foreign_keys=ON",
+            f"busy_timeout={busy_ms}",
+            "synchronous=NORMAL",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes cannot wait for the lock: SQLite
+        # fails it with "database is locked". Writers take the lock up front and queue instead.
+        immediate = connection.get_execution_options().get(SQLITE_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The engine of this process and the session factories bound to it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        writer = (
+            self.engine.execution_options(**{SQLITE_WRITE: True})
+            if settings.is_sqlite
+            else self.engine
+        )
+        self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
+
+    def session(self, write: bool = False) -> AsyncSession:
+        return (self.write_sessions if write else self.sessions)()
+
+    def pool_status(self) -> dict[str, int]:
+        return {
+            "in_use": self.engine.pool.checkedout(),  # type: ignore[attr-defined]
+            "capacity": self.settings.db_pool_size + self.settings.db_max_overflow,
+        }
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+async def migrate(database_url: str) -> None:
+    """`alembic upgrade head`, from inside a running event loop (env.py runs its own)."""
+
+    def upgrade() -> None:
+        config = AlembicConfig(str(ALEMBIC_INI))
+        config.attributes["database_url"] = database_url
+        config.attributes["configure_logging"] = False
+        command.upgrade(config, "head")
+
+    await anyio.to_thread.run_sync(upgrade)
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request. Handlers commit before they return: code after this
+    `yield` runs after the response is sent, so it only closes (and rolls back leftovers)."""
+    async with get_database(request).session(write=request.method in WRITE_METHODS) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def commit(
+    session: AsyncSession, conflict: str = "That conflicts with existing data."
+) -> None:
+    """Commit, turning a unique clash into 409 and a lost version race into 412. The clash
+    comes from the database constraint itself, so two racing requests cannot both pass."""
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(conflict) from exc
+    except StaleDataError as exc:
+        await session.rollback()
+        raise PreconditionFailed() from exc

@@ -1,0 +1,230 @@
+"""Problem details (RFC 9457): the exception types domain code raises, and the one place
+that turns every error, the framework's own included, into `application/problem+json`."""
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("project.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    status_code: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    errors: Sequence[FieldError] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = [e.model_dump() for e in errors]
+    return ProblemResponse(body, status_code=status_code, headers=dict(headers or {}))
+
+
+class ProblemError(Exception):
+    """Base of the domain errors; each maps to exactly one status code."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request cannot be processed."
+
+    def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
+        self.detail = detail or self.default_detail
+        self.headers = dict(headers or {})
+        super().__init__(self.detail)
+
+
+class BadRequest(ProblemError):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class AuthenticationFailed(ProblemError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "Not authenticated, or the token is invalid or expired."
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, {"WWW-Authenticate": "Bearer"})
+
+
+class PermissionDenied(ProblemError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "Only a superuser may do this."
+
+
+class NotFound(ProblemError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+    def __init__(self, resource: str):
+        super().__init__(f"No {resource} with that id.")
+
+
+class Conflict(ProblemError):
+    status_code = status.HTTP_409_CONFLICT
+
+
+class PreconditionFailed(ProblemError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The resource has changed since you read it: fetch it again and retry."
+
+
+class UnsupportedMediaType(ProblemError):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+
+
+class TooManyRequests(ProblemError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail, {"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(ProblemError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The service is temporarily unavailable; retry shortly."
+
+    def __init__(self, detail: str | None = None, retry_after: int = RETRY_AFTER_SECONDS):
+        super().__init__(detail, {"Retry-After": str(retry_after)})
+
+
+class InvalidField(ProblemError):
+    """A well-formed request whose field names something that cannot be used (422)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+    def __init__(self, loc: Sequence[str | int], msg: str, type_: str = "value_error"):
+        self.errors = [FieldError(loc=list(loc), msg=msg, type=type_)]
+        super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
+
+
+# SQLSTATE classes and codes that mean "the database cannot serve now", not "bad request".
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "40001", "40P01", "55P03", "25P03")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for errors a retry later can fix: no connection, pool exhausted, timeout, lock."""
+    if isinstance(exc, PoolTimeoutError | TimeoutError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        message = str(exc.orig).lower()
+        return any(
+            marker in message
+            for marker in ("database is locked", "connection", "closed", "timeout", "cancel")
+        )
+    return False
+
+
+def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    # Never echo `input`: it may hold a password.
+    return [
+        FieldError(
+            loc=[p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            msg=str(err.get("msg", "Invalid value")),
+            type=str(err.get("type", "value_error")),
+        )
+        for err in exc.errors()
+    ]
+
+
+async def _problem_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.status_code, exc.detail, exc.headers, getattr(exc, "errors", None))
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == status.HTTP_404_NOT_FOUND and detail == "Not Found":
+        detail = f"No route matches {request.url.path}."
+    elif exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        detail = f"{request.method} is not allowed here; see the Allow header."
+    return problem_response(exc.status_code, detail, exc.headers)
+
+
+async def _request_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    fields = ", ".join(".".join(map(str, e.loc)) for e in errors[:5])
+    return problem_response(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        f"The request is invalid: {fields}." if fields else "The request is invalid.",
+        errors=errors,
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
+    return problem_response(
+        status.HTTP_409_CONFLICT, "The request conflicts with the current state of the data."
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    if is_database_unavailable(exc):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            ServiceUnavailable.default_detail,
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    logger.exception("database error", exc_info=exc)
+    return internal_error_response()
+
+
+def internal_error_response() -> ProblemResponse:
+    return problem_response(
+        status.HTTP_500_INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged."
+    )
+
+
+async def _response_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    logger.error("response failed validation: %s", exc)
+    return internal_error_response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(ResponseValidationError, _response_validation_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    for exc_type in (DBAPIError, PoolTimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(exc_type, _database_error)

@@ -1,0 +1,131 @@
+"""Login sessions: one per login, kept in the database so that every worker and machine
+sees a logout at once. Refresh tokens are single-use; the server keeps only their hashes."""
+
+import hashlib
+import uuid
+
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from project.errors import AuthenticationFailed
+from project.models import AuthSession, RefreshToken, TokenPair, User, utcnow
+from project.security import TokenCodec
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue(
+    session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID, sid: uuid.UUID
+) -> TokenPair:
+    access, _ = tokens.encode("access", user_id, sid)
+    refresh, claims = tokens.encode("refresh", user_id, sid)
+    session.add(
+        RefreshToken(
+            id=claims.token_id,
+            session_id=sid,
+            token_hash=_digest(refresh),
+            expires_at=claims.expires_at,
+        )
+    )
+    return TokenPair(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=int(tokens.lifetimes["access"].total_seconds()),
+    )
+
+
+async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
+    """Open a new login session and return its first token pair (the caller commits)."""
+    # Sessions that have ended are no longer needed for anything; drop them while here.
+    await session.execute(
+        delete(AuthSession).where(
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.revoked_at).is_not(None),
+        )
+    )
+    login = AuthSession(user_id=user_id)
+    session.add(login)
+    return _issue(session, tokens, user_id, login.id)
+
+
+async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> RefreshToken:
+    """Mark a refresh token used, or fail. A token presented twice ends its whole session:
+    the second presenter is a thief or the first one was."""
+    tokens.decode(refresh_token, "refresh")
+    now = utcnow()
+    token_hash = _digest(refresh_token)
+    row: RefreshToken | None = await session.scalar(
+        update(RefreshToken)
+        .where(
+            col(RefreshToken.token_hash) == token_hash,
+            col(RefreshToken.used_at).is_(None),
+            col(RefreshToken.expires_at) > now,
+        )
+        .values(used_at=now)
+        .returning(RefreshToken)
+    )
+    if row is not None:
+        return row
+    spent = await session.scalar(
+        select(col(RefreshToken.session_id)).where(
+            col(RefreshToken.token_hash) == token_hash,
+            col(RefreshToken.used_at).is_not(None),
+        )
+    )
+    if spent is not None:
+        await _revoke(session, col(AuthSession.id) == spent)
+        await session.commit()
+        raise AuthenticationFailed("This refresh token was already used; the session has ended.")
+    raise AuthenticationFailed()
+
+
+async def _live_session(session: AsyncSession, sid: uuid.UUID) -> uuid.UUID:
+    user_id = await session.scalar(
+        select(col(User.id))
+        .join(AuthSession, col(AuthSession.user_id) == User.id)
+        .where(
+            col(AuthSession.id) == sid,
+            col(AuthSession.revoked_at).is_(None),
+            col(User.is_active).is_(True),
+        )
+    )
+    if user_id is None:
+        await session.rollback()
+        raise AuthenticationFailed()
+    return user_id
+
+
+async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> TokenPair:
+    """Spend a refresh token and issue the next pair of the same session."""
+    spent = await _spend(session, tokens, refresh_token)
+    user_id = await _live_session(session, spent.session_id)
+    pair = _issue(session, tokens, user_id, spent.session_id)
+    await session.commit()
+    return pair
+
+
+async def end(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> None:
+    """Logout: the session of this refresh token ends, its access tokens included."""
+    spent = await _spend(session, tokens, refresh_token)
+    await _live_session(session, spent.session_id)
+    await _revoke(session, col(AuthSession.id) == spent.session_id)
+    await session.commit()
+
+
+async def end_all(session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
+    """End every session of a user (but `keep`); the caller commits."""
+    condition = col(AuthSession.user_id) == user_id
+    if keep is not None:
+        condition &= col(AuthSession.id) != keep
+    await _revoke(session, condition)
+
+
+async def _revoke(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(condition, col(AuthSession.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )

@@ -1,0 +1,404 @@
+"""Every SQLModel class: the tables and, beside each, the shapes the API reads and returns.
+
+One family per resource (SQLModel's own pattern): `XBase` holds the shared fields, `X` is the
+table, `XCreate` / `XUpdate` are request bodies, `XPublic` is what clients see. Private
+columns (a password hash, a case-folded name key) live only on the table class.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import EmailStr, field_validator
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapper
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Relationship, SQLModel, func
+from sqlmodel._compat import SQLModelConfig
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Every text field rejects NUL: PostgreSQL cannot store it, and no client means it.
+NO_NUL = r"^[^\x00]*$"
+NAME_MAX = 255
+DESCRIPTION_MAX = 2000
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def fold(text: str) -> str:
+    """The key names are compared and sorted by: `Avengers` and `avengers` are one name."""
+    return text.casefold()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _created_at() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": func.now()},
+        nullable=False,
+    )
+
+
+def _updated_at() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
+        nullable=False,
+    )
+
+
+def _version_column() -> Column[int]:
+    """The row version: SQLAlchemy bumps it on every UPDATE and makes the UPDATE conditional
+    on the version that was read, so a concurrent change fails instead of being overwritten."""
+    return Column("version", Integer, nullable=False)
+
+
+def _text(max_length: int = NAME_MAX, **kwargs: Any) -> Any:
+    return Field(min_length=1, max_length=max_length, regex=NO_NUL, **kwargs)
+
+
+def _optional_text(max_length: int = NAME_MAX) -> Any:
+    """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
+    return Field(default=None, min_length=1, max_length=max_length, regex=NO_NUL)
+
+
+class RequestBody(SQLModel):
+    """Request bodies reject unknown fields: a client learns `owner_id` cannot be set."""
+
+    model_config = SQLModelConfig(extra="forbid")
+
+
+class Timestamped(SQLModel):
+    id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+def _normalize_email(value: str) -> str:
+    return value.lower()
+
+
+class UserBase(SQLModel):
+    email: EmailStr = Field(max_length=254)
+    full_name: str | None = _text(default=None)
+
+
+class User(UserBase, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    hashed_password: str = Field(max_length=255)
+    is_active: bool = Field(default=True, index=True)
+    is_superuser: bool = Field(default=False)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+
+class UserCreate(RequestBody, UserBase):
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, regex=NO_NUL)
+
+    _email = field_validator("email")(_normalize_email)
+
+
+class UserUpdateMe(RequestBody):
+    email: EmailStr = Field(default=None, max_length=254)
+    full_name: str | None = _optional_text()
+
+    _email = field_validator("email")(_normalize_email)
+
+
+class UserUpdate(UserUpdateMe):
+    is_active: bool = Field(default=None)
+    is_superuser: bool = Field(default=None)
+
+
+class PasswordChange(RequestBody):
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX, regex=NO_NUL)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, regex=NO_NUL)
+
+
+class UserPublic(UserBase, Timestamped):
+    is_active: bool
+    is_superuser: bool
+
+
+# --- teams -------------------------------------------------------------------------------
+
+
+class TeamBase(SQLModel):
+    name: str = _text()
+    headquarters: str = _text()
+
+
+_team_version = _version_column()
+
+
+class Team(TeamBase, table=True):
+    __tablename__ = "teams"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    version: int = Field(default=1, sa_column=_team_version)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    __mapper_args__ = {"version_id_col": _team_version}
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index("uq_teams_owner_id_name_key", "owner_id", "name_key", unique=True),
+        Index("ix_teams_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_teams_created_at_id", "created_at", "id"),
+        Index("ix_teams_updated_at_id", "updated_at", "id"),
+    )
+
+
+class TeamCreate(RequestBody, TeamBase):
+    pass
+
+
+class TeamUpdate(RequestBody):
+    name: str = _optional_text()
+    headquarters: str = _optional_text()
+
+
+class TeamPublic(TeamBase, Timestamped):
+    owner_id: uuid.UUID
+    version: int
+
+
+class TeamDetail(TeamPublic):
+    heroes_count: int
+
+
+# --- powers ------------------------------------------------------------------------------
+
+
+class PowerBase(SQLModel):
+    name: str = _text()
+    description: str | None = _text(max_length=DESCRIPTION_MAX, default=None)
+
+
+class HeroPowerLink(SQLModel, table=True):
+    __tablename__ = "hero_powers"
+
+    hero_id: uuid.UUID = Field(foreign_key="heroes.id", ondelete="CASCADE", primary_key=True)
+    power_id: uuid.UUID = Field(
+        foreign_key="powers.id", ondelete="CASCADE", primary_key=True, index=True
+    )
+
+
+_power_version = _version_column()
+
+
+class Power(PowerBase, table=True):
+    __tablename__ = "powers"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    version: int = Field(default=1, sa_column=_power_version)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    __mapper_args__ = {"version_id_col": _power_version}
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index("uq_powers_owner_id_name_key", "owner_id", "name_key", unique=True),
+        Index("ix_powers_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_powers_created_at_id", "created_at", "id"),
+    )
+
+
+class PowerCreate(RequestBody, PowerBase):
+    pass
+
+
+class PowerUpdate(RequestBody):
+    name: str = _optional_text()
+    description: str | None = _optional_text(max_length=DESCRIPTION_MAX)
+
+
+class PowerPublic(PowerBase, Timestamped):
+    owner_id: uuid.UUID
+    version: int
+
+
+# --- heroes ------------------------------------------------------------------------------
+
+AGE_MAX = 10_000
+
+
+class HeroBase(SQLModel):
+    name: str = _text()
+    secret_name: str = _text()
+    age: int | None = Field(default=None, ge=0, le=AGE_MAX)
+
+
+_hero_version = _version_column()
+
+
+class Hero(HeroBase, table=True):
+    __tablename__ = "heroes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    team_id: uuid.UUID | None = Field(
+        default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
+    )
+    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    age: int | None = Field(default=None, index=True)
+    version: int = Field(default=1, sa_column=_hero_version)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    team: Team | None = Relationship(sa_relationship_kwargs={"lazy": "raise"})
+    powers: list[Power] = Relationship(
+        link_model=HeroPowerLink,
+        sa_relationship_kwargs={
+            "lazy": "raise",
+            "order_by": "Power.name_key",
+            "passive_deletes": True,
+        },
+    )
+
+    __mapper_args__ = {"version_id_col": _hero_version}
+    __table_args__ = (
+        CheckConstraint(f"age >= 0 AND age <= {AGE_MAX}", name="age_range"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        Index("ix_heroes_owner_id_created_at", "owner_id", "created_at", "id"),
+        Index("ix_heroes_created_at_id", "created_at", "id"),
+        Index("ix_heroes_updated_at_id", "updated_at", "id"),
+    )
+
+
+MAX_POWERS_PER_HERO = 100
+
+
+class HeroCreate(RequestBody, HeroBase):
+    team_id: uuid.UUID | None = None
+    power_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_POWERS_PER_HERO)
+
+
+class HeroUpdate(RequestBody):
+    name: str = _optional_text()
+    secret_name: str = _optional_text()
+    age: int | None = Field(default=None, ge=0, le=AGE_MAX)
+    team_id: uuid.UUID | None = None
+    power_ids: list[uuid.UUID] = Field(default=None, max_length=MAX_POWERS_PER_HERO)
+
+
+class HeroPublic(HeroBase, Timestamped):
+    owner_id: uuid.UUID
+    team_id: uuid.UUID | None
+    version: int
+    team: TeamPublic | None
+    powers: list[PowerPublic]
+
+
+# --- sessions and login throttling --------------------------------------------------------
+
+
+class AuthSession(SQLModel, table=True):
+    """One login: every token pair that refreshing it produces shares this row."""
+
+    __tablename__ = "auth_sessions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class RefreshToken(SQLModel, table=True):
+    """A refresh token by its SHA-256 hash; the token itself is never stored."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: uuid.UUID = Field(primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="auth_sessions.id", ondelete="CASCADE", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class LoginAttempt(SQLModel, table=True):
+    """A login attempt in flight or failed; the throttle counts these per email and client."""
+
+    __tablename__ = "login_attempts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(max_length=320, index=True)
+    client: str = Field(max_length=64, index=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+    __table_args__ = (Index("ix_login_attempts_created_at", "created_at"),)
+
+
+class TokenPair(SQLModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"  # noqa: S105
+    expires_in: int
+
+
+class RefreshRequest(RequestBody):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+def _keep_name_key(mapper: Mapper[Any], connection: Any, target: Team | Power | Hero) -> None:
+    target.name_key = fold(target.name)
+
+
+for _model in (Team, Power, Hero):
+    event.listen(_model, "before_insert", _keep_name_key)
+    event.listen(_model, "before_update", _keep_name_key)
+
+
+@event.listens_for(SQLModel, "before_insert", propagate=True)
+def _born_unchanged(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    """A new row's `updated_at` equals its `created_at`, to the microsecond."""
+    if getattr(target, "created_at", None) is not None and hasattr(target, "updated_at"):
+        target.updated_at = target.created_at

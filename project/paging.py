@@ -1,0 +1,149 @@
+"""Listing, written once for every collection: a sort whitelist, keyset cursors and totals.
+
+A page is `ORDER BY key, id LIMIT n+1` from where the previous page ended, so a deep page
+costs what the first one does, and rows inserted meanwhile never shift a walk. The cursor
+is opaque and signed: a client cannot forge one, and one issued for another sort or other
+filters is refused (422) rather than silently giving wrong pages.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar, cast
+
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from project.errors import InvalidField
+from project.models import NAME_MAX, NO_NUL
+
+T = TypeVar("T")
+PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})
+
+
+class ListQuery(BaseModel):
+    """The query every collection takes; each adds `sort` (its whitelist) and its filters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=20, ge=1, le=100, description="Items per page.")
+    cursor: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` from the previous page, with the same sort and filters.",
+    )
+    include_total: bool = Field(default=False, description="Also count every matching item.")
+    sort: str = "created_at"
+
+
+def search_text() -> Any:
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=NAME_MAX,
+        pattern=NO_NUL,
+        description="Case-insensitive substring match on the name.",
+    )
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+    total: int | None = Field(default=None, description="Present only with `include_total=true`.")
+
+    @model_serializer(mode="wrap")
+    def _omit_total_unless_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("total") is None:
+            data.pop("total", None)
+        return data
+
+
+def _fingerprint(query: ListQuery) -> str:
+    scope = query.model_dump(mode="json", exclude=set(PAGING_FIELDS))
+    return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Pager:
+    """Signs and reads cursors, and runs page queries."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"cursor:" + secret.encode()).digest()
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+    def encode(self, query: ListQuery, key: Any, row_id: uuid.UUID) -> str:
+        value = key.isoformat() if isinstance(key, datetime) else key
+        payload = json.dumps([_fingerprint(query), value, str(row_id)]).encode()
+        return base64.urlsafe_b64encode(self._sign(payload) + payload).rstrip(b"=").decode()
+
+    def decode(self, query: ListQuery, key_type: type) -> tuple[Any, uuid.UUID]:
+        assert query.cursor is not None
+        try:
+            raw = base64.urlsafe_b64decode(query.cursor + "=" * (-len(query.cursor) % 4))
+            signature, payload = raw[:16], raw[16:]
+            if not hmac.compare_digest(signature, self._sign(payload)):
+                raise ValueError("bad signature")
+            fingerprint, value, row_id = json.loads(payload)
+            key = datetime.fromisoformat(value) if key_type is datetime else key_type(value)
+            after = (key, uuid.UUID(row_id))
+        except (ValueError, binascii.Error, TypeError) as exc:
+            raise InvalidField(["query", "cursor"], "Not a cursor this API issued.") from exc
+        if fingerprint != _fingerprint(query):
+            raise InvalidField(
+                ["query", "cursor"],
+                "This cursor belongs to another sort or other filters; start from the first page.",
+            )
+        return after
+
+    async def page(
+        self,
+        session: AsyncSession,
+        stmt: Select[Any],
+        query: ListQuery,
+        sorts: Mapping[str, SQLColumnExpression[Any]],
+        id_column: SQLColumnExpression[uuid.UUID],
+    ) -> tuple[Sequence[Any], str | None, int | None]:
+        """Run one page of `stmt` (which selects one entity) under `query`'s sort and cursor.
+        Returns the entities, the next cursor and, when asked for, the total."""
+        descending = query.sort.startswith("-")
+        key = cast(ColumnElement[Any], sorts[query.sort.lstrip("-")])
+        row_id = cast(ColumnElement[uuid.UUID], id_column)
+        total = None
+        if query.include_total:
+            total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+
+        if query.cursor is not None:
+            after_key, after_id = self.decode(query, key.type.python_type)
+            position = tuple_(key, row_id)
+            bound = tuple_(literal(after_key, key.type), literal(after_id, row_id.type))
+            stmt = stmt.where(position < bound if descending else position > bound)
+        order = (key.desc(), row_id.desc()) if descending else (key.asc(), row_id.asc())
+        stmt = stmt.add_columns(key.label("sort_key")).order_by(*order).limit(query.limit + 1)
+
+        rows = (await session.execute(stmt)).all()
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            last = rows[-1]
+            next_cursor = self.encode(query, last.sort_key, last[0].id)
+        return [row[0] for row in rows], next_cursor, total
+
+
+def get_pager(request: Request) -> Pager:
+    pager: Pager = request.app.state.pager
+    return pager
+
+
+PagerDep = Annotated[Pager, Depends(get_pager)]

@@ -1,0 +1,109 @@
+from typing import Annotated
+
+from fastapi import Form, Request, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlmodel import col
+
+from project import login_sessions, throttle
+from project.accounts import create_user
+from project.config import SettingsDep
+from project.database import SessionDep
+from project.errors import AuthenticationFailed
+from project.models import (
+    NO_NUL,
+    PASSWORD_MAX,
+    RefreshRequest,
+    TokenPair,
+    User,
+    UserCreate,
+    UserPublic,
+)
+from project.routing import api_router, problems
+from project.security import CurrentUser, HasherDep, TokensDep
+
+router = api_router("/auth", ["auth"])
+
+BAD_CREDENTIALS = "Incorrect email or password."
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password grant (RFC 6749 §4.3), as Swagger UI's Authorize button sends it."""
+
+    username: str = Field(max_length=320, pattern=NO_NUL, description="The account's email.")
+    password: str = Field(max_length=PASSWORD_MAX, pattern=NO_NUL)
+    grant_type: str | None = Field(default=None, pattern="^password$")
+    scope: str = Field(default="", max_length=1024)
+    client_id: str | None = Field(default=None, max_length=255)
+    client_secret: str | None = Field(default=None, max_length=255)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=problems(status.HTTP_409_CONFLICT),
+)
+async def register(body: UserCreate, session: SessionDep, hasher: HasherDep) -> User:
+    """Create an account."""
+    return await create_user(session, hasher, body.email, body.password, body.full_name)
+
+
+@router.post(
+    "/login",
+    responses=problems(status.HTTP_401_UNAUTHORIZED, status.HTTP_429_TOO_MANY_REQUESTS),
+)
+async def login(
+    form: Annotated[LoginForm, Form()],
+    request: Request,
+    session: SessionDep,
+    hasher: HasherDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+) -> TokenPair:
+    """Sign in with email (as `username`) and password; returns an access and a refresh token."""
+    email = form.username.strip().lower()
+    attempt = await throttle.begin_attempt(session, settings, email, client_address(request))
+    user = await session.scalar(select(User).where(col(User.email) == email))
+    await session.commit()  # hold no transaction, lock or connection while hashing
+    # Unknown email, wrong password and inactive account take the same path and answer alike.
+    if not await hasher.verify(form.password, user.hashed_password if user else None):
+        raise AuthenticationFailed(BAD_CREDENTIALS)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed(BAD_CREDENTIALS)
+    await throttle.forget_attempt(session, attempt)
+    pair = await login_sessions.start(session, tokens, user.id)
+    await session.commit()
+    return pair
+
+
+@router.post("/refresh", responses=problems(status.HTTP_401_UNAUTHORIZED))
+async def refresh(body: RefreshRequest, session: SessionDep, tokens: TokensDep) -> TokenPair:
+    """Trade a refresh token for a new pair. Each refresh token works once: presenting a
+    spent one ends its whole session."""
+    return await login_sessions.rotate(session, tokens, body.refresh_token)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_401_UNAUTHORIZED),
+)
+async def logout(body: RefreshRequest, session: SessionDep, tokens: TokensDep) -> None:
+    """End the session of this refresh token; its access tokens stop working at once."""
+    await login_sessions.end(session, tokens, body.refresh_token)
+
+
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_401_UNAUTHORIZED),
+)
+async def logout_all(session: SessionDep, user: CurrentUser) -> None:
+    """End every session of the caller, on every device."""
+    await login_sessions.end_all(session, user.id)
+    await session.commit()

@@ -1,0 +1,36 @@
+import asyncio
+
+from fastapi import APIRouter, Request, status
+from sqlalchemy import text
+
+from project.database import get_database
+from project.errors import ServiceUnavailable
+from project.routing import problems
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses=problems(status.HTTP_503_SERVICE_UNAVAILABLE))
+async def ready(request: Request) -> dict[str, object]:
+    """The database answers and the connection pool has room: send traffic here."""
+    database = get_database(request)
+    pool = database.pool_status()
+    if pool["in_use"] >= pool["capacity"]:
+        # Answer from the pool's own counters: waiting for a free connection to report
+        # that there is none would hang exactly when the answer matters.
+        raise ServiceUnavailable("Every database connection is in use.")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            async with database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        raise ServiceUnavailable("The database does not answer.") from exc
+    return {"status": "ok", "database": "ok", "pool": pool}

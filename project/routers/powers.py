@@ -1,0 +1,116 @@
+from typing import Annotated, Literal
+
+from fastapi import Depends, Query, Request, Response, status
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from project.conditional import make_etag, not_modified, require_match
+from project.database import SessionDep, commit
+from project.models import (
+    Hero,
+    HeroPowerLink,
+    Power,
+    PowerCreate,
+    PowerPublic,
+    PowerUpdate,
+    fold,
+    utcnow,
+)
+from project.ownership import owned, visible_to
+from project.paging import ListQuery, Page, PagerDep, search_text
+from project.routing import api_router, problems
+from project.security import CurrentUser
+
+router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
+
+NAME_TAKEN = "You already have a power with this name (names are compared case-insensitively)."
+SORTS = {"name": col(Power.name_key), "created_at": col(Power.created_at)}
+
+OwnedPower = Annotated[Power, Depends(owned(Power))]
+
+
+class PowerQuery(ListQuery):
+    sort: Literal["name", "-name", "created_at", "-created_at"] = "created_at"
+    q: str | None = search_text()
+
+
+def _respond(power: Power, response: Response) -> PowerPublic:
+    response.headers["ETag"] = make_etag(power.version)
+    return PowerPublic.model_validate(power)
+
+
+@router.get("")
+async def list_powers(
+    query: Annotated[PowerQuery, Query()], session: SessionDep, user: CurrentUser, pager: PagerDep
+) -> Page[PowerPublic]:
+    """The caller's powers (everyone's for a superuser), one page at a time."""
+    stmt = visible_to(select(Power), Power, user)
+    if query.q is not None:
+        stmt = stmt.where(col(Power.name_key).contains(fold(query.q), autoescape=True))
+    powers, next_cursor, total = await pager.page(session, stmt, query, SORTS, col(Power.id))
+    return Page(
+        items=[PowerPublic.model_validate(p) for p in powers], next_cursor=next_cursor, total=total
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(status.HTTP_409_CONFLICT))
+async def create_power(
+    body: PowerCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
+) -> PowerPublic:
+    """Create a power owned by the caller."""
+    power = Power.model_validate(body, update={"owner_id": user.id})
+    session.add(power)
+    await commit(session, NAME_TAKEN)
+    response.headers["Location"] = str(request.url_for("read_power", id=power.id))
+    return _respond(power, response)
+
+
+@router.get("/{id}", response_model=PowerPublic, responses=problems(status.HTTP_404_NOT_FOUND))
+async def read_power(
+    power: OwnedPower, request: Request, response: Response
+) -> PowerPublic | Response:
+    """One power. Honours `If-None-Match`."""
+    if (unchanged := not_modified(request, make_etag(power.version))) is not None:
+        return unchanged
+    response.headers["Cache-Control"] = "private, no-cache"
+    return _respond(power, response)
+
+
+@router.patch(
+    "/{id}",
+    responses=problems(
+        status.HTTP_404_NOT_FOUND, status.HTTP_409_CONFLICT, status.HTTP_412_PRECONDITION_FAILED
+    ),
+)
+async def update_power(
+    body: PowerUpdate, power: OwnedPower, session: SessionDep, request: Request, response: Response
+) -> PowerPublic:
+    """Change a power's name or description. Honours `If-Match`."""
+    require_match(request, make_etag(power.version))
+    changes = body.model_dump(exclude_unset=True)
+    if changes:
+        power.sqlmodel_update(changes)
+        await commit(session, NAME_TAKEN)
+    return _respond(power, response)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
+)
+async def delete_power(power: OwnedPower, session: SessionDep, request: Request) -> None:
+    """Delete a power; heroes that had it lose it. Honours `If-Match`."""
+    require_match(request, make_etag(power.version))
+    # Losing a power is a change to each hero that had it, so their versions move too.
+    await session.execute(
+        update(Hero)
+        .where(
+            col(Hero.id).in_(
+                select(col(HeroPowerLink.hero_id)).where(col(HeroPowerLink.power_id) == power.id)
+            )
+        )
+        .values(version=Hero.version + 1, updated_at=utcnow())
+    )
+    await session.delete(power)
+    await commit(session)

@@ -1,0 +1,173 @@
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import Depends, Path, Query, status
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from project import login_sessions
+from project.accounts import EMAIL_TAKEN
+from project.database import SessionDep
+from project.errors import BadRequest, Conflict, NotFound
+from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
+from project.paging import ListQuery, Page, PagerDep, search_text
+from project.routing import api_router, problems
+from project.security import CurrentPrincipal, CurrentUser, HasherDep, Superuser
+
+router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
+
+LAST_SUPERUSER = "This is the last active superuser: make another one first."
+
+
+class UserQuery(ListQuery):
+    sort: Literal["email", "-email", "created_at", "-created_at"] = "created_at"
+    q: str | None = search_text()
+    is_active: bool | None = None
+
+
+SORTS = {"email": col(User.email), "created_at": col(User.created_at)}
+
+
+async def _ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
+    """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
+    database is (SQLite), so two superusers cannot demote each other at the same moment."""
+    if not (user.is_superuser and user.is_active):
+        return
+    others = await session.scalars(
+        select(col(User.id))
+        .where(col(User.is_superuser), col(User.is_active), col(User.id) != user.id)
+        .with_for_update()
+    )
+    if others.first() is None:
+        raise Conflict(LAST_SUPERUSER)
+
+
+async def _save(session: AsyncSession, user: User) -> User:
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(EMAIL_TAKEN) from exc
+    return user
+
+
+async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> User:
+    data = changes.model_dump(exclude_unset=True)
+    ends_sessions = data.get("is_active") is False and user.is_active
+    if data.get("is_active") is False or data.get("is_superuser") is False:
+        await _ensure_not_last_superuser(session, user)
+    for field, value in data.items():
+        setattr(user, field, value)
+    if ends_sessions:
+        await login_sessions.end_all(session, user.id)
+    return await _save(session, user)
+
+
+async def _user(
+    session: SessionDep,
+    _: Superuser,
+    id: Annotated[uuid.UUID, Path()],
+) -> User:
+    user = await session.get(User, id)
+    if user is None:
+        raise NotFound("user")
+    return user
+
+
+AnyUser = Annotated[User, Depends(_user)]
+
+
+@router.get("/me", response_model=UserPublic)
+async def read_me(user: CurrentUser) -> User:
+    """The caller's own account."""
+    return user
+
+
+@router.patch("/me", response_model=UserPublic, responses=problems(status.HTTP_409_CONFLICT))
+async def update_me(body: UserUpdateMe, session: SessionDep, user: CurrentUser) -> User:
+    """Change the caller's email or full name."""
+    return await _apply(session, user, body)
+
+
+@router.put(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_400_BAD_REQUEST),
+)
+async def change_password(
+    body: PasswordChange, session: SessionDep, principal: CurrentPrincipal, hasher: HasherDep
+) -> None:
+    """Change the caller's password; every other session of the caller ends."""
+    user = principal.user
+    await session.commit()  # hold no transaction while hashing
+    if not await hasher.verify(body.current_password, user.hashed_password):
+        raise BadRequest("The current password is wrong.")
+    user.hashed_password = await hasher.hash(body.new_password)
+    session.add(user)
+    await login_sessions.end_all(session, user.id, keep=principal.session_id)
+    await session.commit()
+
+
+@router.delete(
+    "/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(status.HTTP_409_CONFLICT)
+)
+async def delete_me(session: SessionDep, user: CurrentUser) -> None:
+    """Delete the caller's account, with every team, hero and power it owns."""
+    await _ensure_not_last_superuser(session, user)
+    await session.delete(user)
+    await session.commit()
+
+
+@router.get("", responses=problems(status.HTTP_403_FORBIDDEN))
+async def list_users(
+    query: Annotated[UserQuery, Query()], session: SessionDep, pager: PagerDep, _: Superuser
+) -> Page[UserPublic]:
+    """Every account (superusers only)."""
+    stmt = select(User)
+    if query.q is not None:
+        pattern = query.q.lower()
+        stmt = stmt.where(
+            or_(
+                col(User.email).contains(pattern, autoescape=True),
+                col(User.full_name).icontains(query.q, autoescape=True),
+            )
+        )
+    if query.is_active is not None:
+        stmt = stmt.where(col(User.is_active) == query.is_active)
+    users, next_cursor, total = await pager.page(session, stmt, query, SORTS, col(User.id))
+    return Page(
+        items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor, total=total
+    )
+
+
+USER_PROBLEMS = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
+
+
+@router.get("/{id}", response_model=UserPublic, responses=USER_PROBLEMS)
+async def read_user(user: AnyUser) -> User:
+    """One account (superusers only)."""
+    return user
+
+
+@router.patch(
+    "/{id}",
+    response_model=UserPublic,
+    responses={**USER_PROBLEMS, **problems(status.HTTP_409_CONFLICT)},
+)
+async def update_user(body: UserUpdate, session: SessionDep, user: AnyUser) -> User:
+    """Change an account (superusers only). Deactivating it ends all its sessions at once."""
+    return await _apply(session, user, body)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**USER_PROBLEMS, **problems(status.HTTP_409_CONFLICT)},
+)
+async def delete_user(session: SessionDep, user: AnyUser) -> None:
+    """Delete an account and everything it owns (superusers only)."""
+    await _ensure_not_last_superuser(session, user)
+    await session.delete(user)
+    await session.commit()

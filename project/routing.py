@@ -1,0 +1,103 @@
+"""The router every resource uses: content types checked, errors documented as problems."""
+
+from collections.abc import Callable, Coroutine
+from email.message import Message
+from typing import Any
+
+from fastapi import APIRouter, params, status
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from project.errors import PROBLEM_MEDIA_TYPE, UnsupportedMediaType
+
+API_PREFIX = "/api/v1"
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+_DESCRIPTIONS = {
+    status.HTTP_400_BAD_REQUEST: "The request cannot be carried out as sent.",
+    status.HTTP_401_UNAUTHORIZED: "Missing, invalid, expired or revoked access token.",
+    status.HTTP_403_FORBIDDEN: "Authenticated, but not allowed to do this.",
+    status.HTTP_404_NOT_FOUND: "No such resource, or it belongs to someone else.",
+    status.HTTP_409_CONFLICT: "Conflicts with existing data (a name or email already taken).",
+    status.HTTP_412_PRECONDITION_FAILED: "`If-Match` does not match the current version.",
+    status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit.",
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not of the media type expected.",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input; `errors` lists each problem.",
+    status.HTTP_429_TOO_MANY_REQUESTS: "Too many attempts; see `Retry-After`.",
+    status.HTTP_503_SERVICE_UNAVAILABLE: "Temporarily unavailable; see `Retry-After`.",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all in the problem+json schema."""
+    return {
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for code in codes
+    }
+
+
+def _media_type(request: Request) -> str | None:
+    header = request.headers.get("content-type")
+    if header is None:
+        return None
+    message = Message()
+    message["content-type"] = header
+    return message.get_content_type()
+
+
+def _is_json(media_type: str | None) -> bool:
+    return media_type is not None and (
+        media_type == "application/json"
+        or (media_type.startswith("application/") and media_type.endswith("+json"))
+    )
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
+
+
+class ProblemRoute(APIRoute):
+    """Refuses a body of the wrong media type with 415 before parsing it, instead of the
+    framework's 422 that talks about a missing dict."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+        is_form = isinstance(self.body_field.field_info, params.Form)
+
+        async def checked_handler(request: Request) -> Response:
+            if _has_body(request):
+                media_type = _media_type(request)
+                if is_form and media_type not in FORM_TYPES:
+                    raise UnsupportedMediaType(
+                        "Send this body as application/x-www-form-urlencoded."
+                    )
+                if not is_form and not _is_json(media_type):
+                    raise UnsupportedMediaType("Send this body as application/json.")
+            return await handler(request)
+
+        return checked_handler
+
+
+def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
+    """A router whose operations all document 413, 415, 422, 503 and `codes` as problems."""
+    common = (
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    return APIRouter(
+        prefix=API_PREFIX + prefix,
+        tags=list(tags),
+        route_class=ProblemRoute,
+        responses=problems(*common, *codes),
+    )
