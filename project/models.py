@@ -86,12 +86,12 @@ def _version_column() -> Column[int]:
 
 
 def _text(max_length: int = NAME_MAX, **kwargs: Any) -> Any:
-    return Field(min_length=1, max_length=max_length, regex=NO_NUL, **kwargs)
+    return Field(min_length=1, max_length=max_length, schema_extra={"pattern": NO_NUL}, **kwargs)
 
 
 def _optional_text(max_length: int = NAME_MAX) -> Any:
     """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
-    return Field(default=None, min_length=1, max_length=max_length, regex=NO_NUL)
+    return Field(default=None, min_length=1, max_length=max_length, schema_extra={"pattern": NO_NUL})
 
 
 class RequestBody(SQLModel):
@@ -133,7 +133,7 @@ class User(UserBase, table=True):
 
 
 class UserCreate(RequestBody, UserBase):
-    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, regex=NO_NUL)
+    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
 
     _email = field_validator("email")(_normalize_email)
 
@@ -151,8 +151,8 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(RequestBody):
-    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX, regex=NO_NUL)
-    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, regex=NO_NUL)
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
 
 
 class UserPublic(UserBase, Timestamped):
@@ -176,7 +176,7 @@ class Team(TeamBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
     version: int = Field(default=1, sa_column=_team_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -234,7 +234,7 @@ class Power(PowerBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
     version: int = Field(default=1, sa_column=_power_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -284,7 +284,7 @@ class Hero(HeroBase, table=True):
     team_id: uuid.UUID | None = Field(
         default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
     )
-    name_key: str = Field(max_length=4 * NAME_MAX, index=True)
+    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
     age: int | None = Field(default=None, index=True)
     version: int = Field(default=1, sa_column=_hero_version)
     created_at: datetime = _created_at()

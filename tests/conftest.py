@@ -9,18 +9,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.config import Config as AlembicConfig
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlmodel import SQLModel
 
+from alembic import command
 from project.app import create_app
 from project.config import Settings
 from project.database import ALEMBIC_INI
 from tests.factories import Account, make_account
 
-TEST_SECRET = "test-secret-key-for-the-suite-only-0123456789"
+TEST_SECRET = "test-secret-key-for-the-suite-only-" + "0123456789abcdef" * 2
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -1,12 +1,14 @@
 """Small helpers that build users and resources through the API, as a client would."""
 
 import itertools
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 from sqlalchemy import update
+from sqlmodel import col
 
 from project.models import User
 
@@ -28,9 +30,7 @@ class Account:
 
 
 async def login(client: AsyncClient, email: str, password: str) -> Response:
-    return await client.post(
-        "/api/v1/auth/login", data={"username": email, "password": password}
-    )
+    return await client.post("/api/v1/auth/login", data={"username": email, "password": password})
 
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
@@ -56,7 +56,7 @@ async def make_account(
         # Promotion is not something the API lets a user do to themselves.
         async with app.state.database.session(write=True) as session:
             await session.execute(
-                update(User).where(User.id == created.json()["id"]).values(is_superuser=True)  # type: ignore[arg-type]
+                update(User).where(col(User.id) == uuid.UUID(user["id"])).values(is_superuser=True)
             )
             await session.commit()
         user["is_superuser"] = True

@@ -47,7 +47,7 @@ async def _heroes_counts(session: AsyncSession, team_ids: Sequence[uuid.UUID]) -
         .where(col(Hero.team_id).in_(team_ids))
         .group_by(col(Hero.team_id))
     )
-    return dict(rows.tuples())
+    return {team_id: count for team_id, count in rows}  # noqa: C416
 
 
 async def _detail(session: AsyncSession, team: Team) -> TeamDetail:

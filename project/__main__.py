@@ -1,0 +1,59 @@
+"""Command line: `python -m project create-superuser --email admin@example.com`.
+
+The password is read from FIRST_SUPERUSER_PASSWORD, or prompted for, never taken as an
+argument (it would land in the shell history and the process list)."""
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+
+from pydantic import ValidationError
+
+from project.accounts import ensure_superuser
+from project.config import get_settings
+from project.database import Database, migrate
+from project.models import UserCreate
+from project.security import PasswordHasher
+
+
+async def _create_superuser(email: str, password: str) -> bool:
+    settings = get_settings()
+    if settings.migrate_at_startup:
+        await migrate(settings.database_url)
+    database = Database(settings)
+    try:
+        async with database.session(write=True) as session:
+            return await ensure_superuser(session, PasswordHasher(settings), email, password)
+    finally:
+        await database.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m project")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser(
+        "create-superuser", help="create a superuser unless the email exists"
+    )
+    create.add_argument("--email", default=os.environ.get("FIRST_SUPERUSER_EMAIL"))
+    args = parser.parse_args(argv)
+
+    if not args.email:
+        parser.error("--email (or FIRST_SUPERUSER_EMAIL) is required")
+    password = os.environ.get("FIRST_SUPERUSER_PASSWORD") or getpass.getpass("Password: ")
+    try:
+        account = UserCreate(email=args.email, password=password)
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{error['loc'][0]}: {error['msg']}", file=sys.stderr)
+        return 2
+    created = asyncio.run(_create_superuser(account.email, account.password))
+    print(
+        f"Created superuser {account.email}." if created else f"{account.email} exists; unchanged."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Register, login, refresh rotation with reuse detection, logout, and forged tokens."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import TEST_SECRET, AccountFactory
+from tests.factories import PASSWORD, Account, assert_problem, bearer, login
+
+ME = "/api/v1/users/me"
+
+
+async def test_register_returns_the_user_without_any_secret(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "New@Example.com", "password": PASSWORD, "full_name": "New Person"},
+    )
+    assert response.status_code == 201
+    user = response.json()
+    assert set(user) == {
+        "id",
+        "email",
+        "full_name",
+        "is_active",
+        "is_superuser",
+        "created_at",
+        "updated_at",
+    }
+    assert user["email"] == "new@example.com"
+    assert user["full_name"] == "New Person"
+    assert (user["is_active"], user["is_superuser"]) == (True, False)
+    assert user["created_at"].endswith("Z")
+    assert user["created_at"] == user["updated_at"]
+    assert "argon2" not in response.text
+    assert PASSWORD not in response.text
+
+
+async def test_register_rejects_a_taken_email_whatever_its_case(
+    client: AsyncClient, alice: Account
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "ALICE@example.com", "password": PASSWORD}
+    )
+    assert "already exists" in assert_problem(response, 409)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "x@example.com", "password": "short12"}, "password"),
+        ({"email": "x@example.com", "password": "p" * 257}, "password"),
+        ({"email": "x@example.com", "password": "has\x00nul-byte"}, "password"),
+        ({"email": "not-an-email", "password": PASSWORD}, "email"),
+        ({"email": "x@example.com", "password": PASSWORD, "full_name": "a\x00b"}, "full_name"),
+        ({"email": "x@example.com", "password": PASSWORD, "full_name": ""}, "full_name"),
+        ({"email": "x@example.com"}, "password"),
+        ({"email": "x@example.com", "password": PASSWORD, "is_superuser": True}, "is_superuser"),
+        ({"email": "x@example.com", "password": PASSWORD, "is_active": False}, "is_active"),
+        ({"email": "x@example.com", "password": PASSWORD, "id": str(uuid.uuid4())}, "id"),
+    ],
+)
+async def test_register_rejects_invalid_input_and_mass_assignment(
+    client: AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/api/v1/auth/register", json=body)
+    problem = assert_problem(response, 422)
+    assert [field] in [e["loc"][1:] for e in problem["errors"]]
+    assert "input" not in problem["errors"][0]  # a rejected password is never echoed
+
+
+async def test_a_password_of_256_characters_is_accepted_whole(client: AsyncClient) -> None:
+    long_password = "é" * 256
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "long@example.com", "password": long_password}
+    )
+    assert response.status_code == 201
+    assert (await login(client, "long@example.com", long_password)).status_code == 200
+    # Not truncated: the same password minus its last character does not work.
+    assert (await login(client, "long@example.com", long_password[:-1])).status_code == 401
+
+
+async def test_login_returns_a_bearer_pair(client: AsyncClient, alice: Account) -> None:
+    response = await login(client, "Alice@Example.com", alice.password)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 15 * 60
+    assert body["access_token"] != body["refresh_token"]
+    assert response.headers["cache-control"] == "no-store"
+    me = await client.get(ME, headers=bearer(body))
+    assert me.json()["email"] == "alice@example.com"
+
+
+async def test_login_failures_all_look_the_same(
+    client: AsyncClient, alice: Account, admin: Account
+) -> None:
+    await client.patch(
+        f"/api/v1/users/{alice.id}", json={"is_active": False}, headers=admin.headers
+    )
+    wrong_password = await login(client, "bob@example.com", "wrong password")
+    unknown_user = await login(client, "nobody@example.com", PASSWORD)
+    inactive_user = await login(client, alice.email, alice.password)
+    details = set()
+    for response in (wrong_password, unknown_user, inactive_user):
+        details.add(assert_problem(response, 401)["detail"])
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert len(details) == 1
+
+
+async def test_login_takes_a_form_not_json(client: AsyncClient, alice: Account) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": alice.email, "password": alice.password}
+    )
+    assert_problem(response, 415)
+
+
+async def test_requests_without_a_token_are_refused(client: AsyncClient) -> None:
+    response = await client.get(ME)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def _claims(account: Account, **changes: Any) -> dict[str, Any]:
+    payload = jwt.decode(account.tokens["access_token"], options={"verify_signature": False})
+    payload.update(changes)
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def _forge(payload: dict[str, Any], key: str = TEST_SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def _alg_none(account: Account) -> str:
+    _header, payload, _ = account.tokens["access_token"].split(".")
+    import base64
+    import json
+
+    none = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{none.decode().rstrip('=')}.{payload}."
+
+
+def _tampered(account: Account) -> str:
+    header, payload, signature = account.tokens["access_token"].split(".")
+    import base64
+    import json
+
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = str(uuid.uuid4())
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    return f"{header}.{forged}.{signature}"
+
+
+FORGERIES = {
+    "alg none": _alg_none,
+    "wrong key": lambda a: _forge(_claims(a), key="another-secret-key-of-enough-length-00"),
+    "tampered payload": _tampered,
+    "expired": lambda a: _forge(
+        _claims(
+            a,
+            exp=datetime.now(UTC) - timedelta(seconds=61),
+            iat=datetime.now(UTC) - timedelta(hours=1),
+        )
+    ),
+    "refresh token as access": lambda a: a.tokens["refresh_token"],
+    "wrong issuer": lambda a: _forge(_claims(a, iss="someone-else")),
+    "wrong audience": lambda a: _forge(_claims(a, aud="someone-else")),
+    "HS512 instead of HS256": lambda a: _forge(_claims(a), algorithm="HS512"),
+    "garbage": lambda a: "not.a.jwt",
+    "unknown session": lambda a: _forge(_claims(a, sid=str(uuid.uuid4()))),
+    **{
+        f"missing {claim}": (lambda a, c=claim: _forge(_claims(a, **{c: None})))
+        for claim in ("exp", "iat", "sub", "jti", "iss", "aud", "sid", "type")
+    },
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+async def test_forged_tokens_are_refused(client: AsyncClient, alice: Account, forgery: str) -> None:
+    token = FORGERIES[forgery](alice)
+    response = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    assert_problem(response, 401)
+    # The genuine token still works: the refusal was about the forgery.
+    assert (await client.get(ME, headers=alice.headers)).status_code == 200
+
+
+async def test_a_re_signed_genuine_payload_is_accepted(client: AsyncClient, alice: Account) -> None:
+    """The forgery tests fail for the right reason: the same claims, properly signed, pass."""
+    token = _forge(_claims(alice))
+    response = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+
+
+async def test_an_access_token_is_not_a_refresh_token(client: AsyncClient, alice: Account) -> None:
+    response = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": alice.tokens["access_token"]}
+    )
+    assert_problem(response, 401)
+
+
+async def test_refresh_rotates_and_spends_the_old_token(
+    client: AsyncClient, alice: Account
+) -> None:
+    first = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert first.status_code == 200
+    rotated = first.json()
+    assert rotated["refresh_token"] != alice.tokens["refresh_token"]
+    assert (await client.get(ME, headers=bearer(rotated))).status_code == 200
+    second = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
+    assert second.status_code == 200
+
+
+async def test_reusing_a_spent_refresh_token_ends_the_whole_session(
+    client: AsyncClient, alice: Account
+) -> None:
+    stolen = alice.tokens["refresh_token"]
+    rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})).json()
+    other_login = (await login(client, alice.email, alice.password)).json()
+
+    replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})
+    assert "already used" in assert_problem(replay, 401)["detail"]
+
+    # Every token of that session is dead, the legitimate rotated pair included...
+    assert (await client.get(ME, headers=bearer(rotated))).status_code == 401
+    again = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
+    assert again.status_code == 401
+    # ...but another login session of the same user is untouched.
+    assert (await client.get(ME, headers=bearer(other_login))).status_code == 200
+
+
+async def test_logout_ends_that_session_at_once(client: AsyncClient, alice: Account) -> None:
+    other_login = (await login(client, alice.email, alice.password)).json()
+    response = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert response.status_code == 204
+    assert (await client.get(ME, headers=alice.headers)).status_code == 401
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+    assert (await client.get(ME, headers=bearer(other_login))).status_code == 200
+    # Logging out twice is refused: the session no longer exists.
+    twice = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": alice.tokens["refresh_token"]}
+    )
+    assert_problem(twice, 401)
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c"])
+async def test_logout_with_a_bad_token(client: AsyncClient, token: str) -> None:
+    response = await client.post("/api/v1/auth/logout", json={"refresh_token": token})
+    assert response.status_code in (401, 422)
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_logout_all_ends_every_session(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    phone = (await login(client, alice.email, alice.password)).json()
+    response = await client.post("/api/v1/auth/logout-all", headers=alice.headers)
+    assert response.status_code == 204
+    for tokens in (alice.tokens, phone):
+        assert (await client.get(ME, headers=bearer(tokens))).status_code == 401
+        refresh = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
+        assert refresh.status_code == 401
+    assert (await client.get(ME, headers=bob.headers)).status_code == 200
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_no_response_ever_carries_a_password_hash(
+    client: AsyncClient, account: AccountFactory
+) -> None:
+    admin = await account(superuser=True)
+    user = await account(full_name="Some One")
+    responses = [
+        await client.get(ME, headers=user.headers),
+        await client.patch(ME, json={"full_name": "Renamed"}, headers=user.headers),
+        await client.get("/api/v1/users", headers=admin.headers),
+        await client.get(f"/api/v1/users/{user.id}", headers=admin.headers),
+        await client.patch(
+            f"/api/v1/users/{user.id}", json={"full_name": "X"}, headers=admin.headers
+        ),
+    ]
+    for response in responses:
+        assert response.status_code == 200
+        assert "argon2" not in response.text
+        assert "password" not in response.text

@@ -1,0 +1,111 @@
+"""Login throttling: per email and per client address, counted in the database."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlmodel import select
+
+from project.config import Settings
+from project.models import LoginAttempt
+from tests.factories import Account, assert_problem, login
+
+WINDOW = 900
+
+
+async def _fail(client: AsyncClient, email: str, times: int) -> list[int]:
+    return [(await login(client, email, "wrong password")).status_code for _ in range(times)]
+
+
+async def _age_attempts(app: FastAPI, by: timedelta) -> None:
+    """Move every recorded attempt into the past, as if `by` had elapsed."""
+    async with app.state.database.session(write=True) as session:
+        for attempt in await session.scalars(select(LoginAttempt)):
+            attempt.created_at -= by
+        await session.commit()
+
+
+async def test_an_email_is_locked_after_five_failures(client: AsyncClient, alice: Account) -> None:
+    assert await _fail(client, alice.email, 5) == [401] * 5
+    locked = await login(client, alice.email, "wrong password")
+    problem = assert_problem(locked, 429)
+    assert 0 < int(locked.headers["Retry-After"]) <= WINDOW
+    # Even the right password waits: otherwise the lock would only slow a guesser down.
+    right = await login(client, alice.email, alice.password)
+    assert_problem(right, 429)
+    assert "alice" not in problem["detail"].lower()
+
+
+async def test_an_unknown_email_is_throttled_exactly_like_a_known_one(
+    client: AsyncClient, alice: Account
+) -> None:
+    assert await _fail(client, "ghost@example.com", 5) == [401] * 5
+    ghost = await login(client, "ghost@example.com", "wrong password")
+    assert await _fail(client, alice.email, 5) == [401] * 5
+    real = await login(client, alice.email, "wrong password")
+    assert assert_problem(ghost, 429)["detail"] == assert_problem(real, 429)["detail"]
+
+
+async def test_the_lock_on_one_account_does_not_touch_another(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    await _fail(client, alice.email, 6)
+    assert (await login(client, bob.email, bob.password)).status_code == 200
+
+
+async def test_the_owner_gets_back_in_once_the_window_has_passed(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    await _fail(client, alice.email, 5)
+    # An attacker who keeps hammering a locked account does not extend the lock.
+    assert await _fail(client, alice.email, 10) == [429] * 10
+    await _age_attempts(app, timedelta(seconds=WINDOW + 1))
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_the_window_slides(app: FastAPI, client: AsyncClient, alice: Account) -> None:
+    await _fail(client, alice.email, 4)
+    await _age_attempts(app, timedelta(seconds=WINDOW - 60))
+    await _fail(client, alice.email, 1)
+    assert (await login(client, alice.email, "wrong")).status_code == 429
+    await _age_attempts(app, timedelta(seconds=61))  # the first four leave the window
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_a_successful_login_resets_no_other_count(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    await _fail(client, alice.email, 4)
+    assert (await login(client, bob.email, bob.password)).status_code == 200
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+    assert await _fail(client, alice.email, 1) == [401]
+    assert (await login(client, alice.email, "wrong")).status_code == 429
+
+
+async def test_a_concurrent_burst_cannot_slip_past_the_limit(
+    client: AsyncClient, alice: Account
+) -> None:
+    statuses = await asyncio.gather(*(login(client, alice.email, f"guess {i}") for i in range(20)))
+    codes = sorted(r.status_code for r in statuses)
+    assert codes.count(401) <= 5
+    assert codes.count(429) >= 15
+    assert set(codes) <= {401, 429}
+
+
+class TestPerClientLimit:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"login_max_failures_per_client": 3})
+
+    async def test_one_client_is_limited_across_many_emails(
+        self, app: FastAPI, client: AsyncClient, alice: Account
+    ) -> None:
+        for n in range(3):
+            assert (await login(client, f"target{n}@example.com", "x" * 8)).status_code == 401
+        assert_problem(await login(client, "target9@example.com", "x" * 8), 429)
+        # Another client address is not affected by this one's failures.
+        transport = ASGITransport(app=app, client=("203.0.113.7", 4000))
+        async with AsyncClient(transport=transport, base_url="http://testserver") as other:
+            assert (await login(other, alice.email, alice.password)).status_code == 200

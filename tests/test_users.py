@@ -1,0 +1,265 @@
+"""The caller's own account, and superusers managing everyone's."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
+
+from project.app import create_app
+from project.config import Settings
+from tests.conftest import ROOT, AccountFactory
+from tests.factories import PASSWORD, Account, assert_problem, bearer, create, login
+
+ME = "/api/v1/users/me"
+
+
+async def test_read_me(client: AsyncClient, alice: Account) -> None:
+    response = await client.get(ME, headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == alice.user
+
+
+async def test_update_me(client: AsyncClient, alice: Account) -> None:
+    response = await client.patch(
+        ME, json={"email": "Alice.New@Example.com", "full_name": "Alice N."}, headers=alice.headers
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["email"], body["full_name"]) == ("alice.new@example.com", "Alice N.")
+    assert body["updated_at"] > body["created_at"]
+    assert (await login(client, "alice.new@example.com", alice.password)).status_code == 200
+
+
+async def test_update_me_to_a_taken_email(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    response = await client.patch(ME, json={"email": "BOB@example.com"}, headers=alice.headers)
+    assert_problem(response, 409)
+    assert (await client.get(ME, headers=alice.headers)).json()["email"] == alice.email
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"is_superuser": True}, {"is_active": False}, {"id": str(uuid.uuid4())}, {"email": None}],
+)
+async def test_update_me_cannot_grant_itself_anything(
+    client: AsyncClient, alice: Account, body: dict[str, object]
+) -> None:
+    assert_problem(await client.patch(ME, json=body, headers=alice.headers), 422)
+    assert (await client.get(ME, headers=alice.headers)).json() == alice.user
+
+
+async def test_change_password_ends_every_other_session(
+    client: AsyncClient, alice: Account
+) -> None:
+    laptop = (await login(client, alice.email, alice.password)).json()
+    response = await client.put(
+        f"{ME}/password",
+        json={"current_password": alice.password, "new_password": "a brand new secret"},
+        headers=alice.headers,
+    )
+    assert response.status_code == 204
+    assert (await client.get(ME, headers=alice.headers)).status_code == 200
+    assert (await client.get(ME, headers=bearer(laptop))).status_code == 401
+    refresh = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": laptop["refresh_token"]}
+    )
+    assert refresh.status_code == 401
+    assert (await login(client, alice.email, alice.password)).status_code == 401
+    assert (await login(client, alice.email, "a brand new secret")).status_code == 200
+
+
+async def test_change_password_needs_the_current_one(client: AsyncClient, alice: Account) -> None:
+    wrong = await client.put(
+        f"{ME}/password",
+        json={"current_password": "not it at all", "new_password": "a brand new secret"},
+        headers=alice.headers,
+    )
+    assert_problem(wrong, 400)
+    weak = await client.put(
+        f"{ME}/password",
+        json={"current_password": alice.password, "new_password": "short"},
+        headers=alice.headers,
+    )
+    assert_problem(weak, 422)
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_delete_me_takes_everything_i_own(
+    client: AsyncClient, alice: Account, bob: Account, admin: Account
+) -> None:
+    team = await create(client, alice, "teams", name="Doomed", headquarters="Nowhere")
+    power = await create(client, alice, "powers", name="Flight")
+    await create(
+        client,
+        alice,
+        "heroes",
+        name="Gone",
+        secret_name="G",
+        team_id=team["id"],
+        power_ids=[power["id"]],
+    )
+    kept = await create(client, bob, "teams", name="Kept", headquarters="Here")
+
+    assert (await client.delete(ME, headers=alice.headers)).status_code == 204
+    assert (await client.get(ME, headers=alice.headers)).status_code == 401
+    assert (await login(client, alice.email, alice.password)).status_code == 401
+    for resource in ("teams", "heroes", "powers"):
+        everyone = (await client.get(f"/api/v1/{resource}", headers=admin.headers)).json()
+        assert all(item["owner_id"] != alice.id for item in everyone["items"])
+    assert (await client.get(f"/api/v1/teams/{kept['id']}", headers=bob.headers)).status_code == 200
+
+
+async def test_user_management_is_for_superusers_only(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    for method, path, body in [
+        ("GET", "/api/v1/users", None),
+        ("GET", f"/api/v1/users/{bob.id}", None),
+        ("PATCH", f"/api/v1/users/{bob.id}", {"is_active": False}),
+        ("PATCH", f"/api/v1/users/{alice.id}", {"is_superuser": True}),
+        ("DELETE", f"/api/v1/users/{bob.id}", None),
+    ]:
+        response = await client.request(method, path, json=body, headers=alice.headers)
+        assert_problem(response, 403)
+    assert (await client.get(ME, headers=bob.headers)).json()["is_active"] is True
+
+
+async def test_superuser_reads_updates_and_deletes_users(
+    client: AsyncClient, alice: Account, admin: Account
+) -> None:
+    path = f"/api/v1/users/{alice.id}"
+    assert (await client.get(path, headers=admin.headers)).json() == alice.user
+    promoted = await client.patch(
+        path, json={"is_superuser": True, "full_name": "Al"}, headers=admin.headers
+    )
+    assert promoted.status_code == 200
+    assert (promoted.json()["is_superuser"], promoted.json()["full_name"]) == (True, "Al")
+    assert (await client.get("/api/v1/users", headers=alice.headers)).status_code == 200
+
+    assert (await client.delete(path, headers=admin.headers)).status_code == 204
+    assert_problem(await client.get(path, headers=admin.headers), 404)
+    assert_problem(await client.delete(path, headers=admin.headers), 404)
+
+
+async def test_deactivation_ends_every_session_at_once(
+    client: AsyncClient, alice: Account, admin: Account
+) -> None:
+    phone = (await login(client, alice.email, alice.password)).json()
+    response = await client.patch(
+        f"/api/v1/users/{alice.id}", json={"is_active": False}, headers=admin.headers
+    )
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
+    for tokens in (alice.tokens, phone):
+        assert (await client.get(ME, headers=bearer(tokens))).status_code == 401
+        refreshed = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
+        assert refreshed.status_code == 401
+    # Reactivating lets the user sign in again, but the old sessions stay ended.
+    await client.patch(f"/api/v1/users/{alice.id}", json={"is_active": True}, headers=admin.headers)
+    assert (await client.get(ME, headers=bearer(phone))).status_code == 401
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_the_last_active_superuser_cannot_remove_themselves(
+    client: AsyncClient, admin: Account, account: AccountFactory
+) -> None:
+    me = f"/api/v1/users/{admin.id}"
+    for body in ({"is_superuser": False}, {"is_active": False}):
+        assert_problem(await client.patch(me, json=body, headers=admin.headers), 409)
+    assert_problem(await client.delete(me, headers=admin.headers), 409)
+    assert_problem(await client.delete(ME, headers=admin.headers), 409)
+    assert (await client.get(ME, headers=admin.headers)).json()["is_superuser"] is True
+
+    await account(superuser=True)  # with a second superuser, stepping down is fine
+    assert (
+        await client.patch(me, json={"is_superuser": False}, headers=admin.headers)
+    ).status_code == 200
+
+
+async def test_superuser_cannot_take_a_taken_email(
+    client: AsyncClient, alice: Account, bob: Account, admin: Account
+) -> None:
+    response = await client.patch(
+        f"/api/v1/users/{alice.id}", json={"email": bob.email}, headers=admin.headers
+    )
+    assert_problem(response, 409)
+
+
+async def test_unknown_and_malformed_user_ids(client: AsyncClient, admin: Account) -> None:
+    assert_problem(await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=admin.headers), 404)
+    assert_problem(await client.get("/api/v1/users/not-a-uuid", headers=admin.headers), 422)
+
+
+async def test_list_users_filters_and_sorts(
+    client: AsyncClient, admin: Account, account: AccountFactory
+) -> None:
+    zed = await account(email="zed@example.com", full_name="Zed Zero")
+    await account(email="amy@example.com")
+    await client.patch(f"/api/v1/users/{zed.id}", json={"is_active": False}, headers=admin.headers)
+
+    async def emails(query: str) -> list[str]:
+        response = await client.get(f"/api/v1/users?{query}", headers=admin.headers)
+        assert response.status_code == 200, response.text
+        return [u["email"] for u in response.json()["items"]]
+
+    assert await emails("sort=email") == ["admin@example.com", "amy@example.com", "zed@example.com"]
+    assert await emails("sort=-email") == [
+        "zed@example.com",
+        "amy@example.com",
+        "admin@example.com",
+    ]
+    assert await emails("is_active=false") == ["zed@example.com"]
+    assert await emails("q=ZERO") == ["zed@example.com"]
+    assert await emails("q=AMY&sort=email") == ["amy@example.com"]
+
+
+async def test_first_superuser_is_created_at_startup_once(settings: Settings, app: FastAPI) -> None:
+    configured = settings.model_copy(
+        update={
+            "first_superuser_email": "Root@Example.com",
+            "first_superuser_password": SecretStr(PASSWORD),
+        }
+    )
+    for _ in range(2):  # the second startup finds the user and changes nothing
+        started = create_app(configured)
+        async with started.router.lifespan_context(started):
+            transport = ASGITransport(app=started)
+            async with AsyncClient(transport=transport, base_url="http://t") as http:
+                tokens = (await login(http, "root@example.com", PASSWORD)).json()
+                me = (await http.get(ME, headers=bearer(tokens))).json()
+                everyone = await http.get("/api/v1/users", headers=bearer(tokens))
+    assert me["is_superuser"] is True
+    assert [u["email"] for u in everyone.json()["items"]] == ["root@example.com"]
+
+
+def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "FIRST_SUPERUSER_PASSWORD": PASSWORD,
+        "AUTO_MIGRATE": "false",
+    }
+    command = [sys.executable, "-m", "project", "create-superuser", "--email", "Ops@Example.com"]
+    first = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "Created superuser ops@example.com" in first.stdout
+    again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "exists; unchanged" in again.stdout
+    weak = subprocess.run(
+        command,
+        env={**env, "FIRST_SUPERUSER_PASSWORD": "short"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert weak.returncode == 2
+    assert "password" in weak.stderr
