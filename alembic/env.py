@@ -5,12 +5,12 @@ from logging.config import fileConfig
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
-from alembic import context
-from alembic.autogenerate.api import AutogenContext
 from project import models
 from project.config import Settings
 from project.database import SQLITE_WRITE, create_engine

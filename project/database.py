@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+from alembic import command
 from alembic.config import Config as AlembicConfig
 from fastapi import Depends, Request
 from sqlalchemy import event
@@ -18,7 +19,6 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm.exc import StaleDataError
 
-from alembic import command
 from project.config import Settings
 from project.errors import Conflict, PreconditionFailed
 

@@ -25,7 +25,6 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-# Every text field rejects NUL: PostgreSQL cannot store it, and no client means it.
 NO_NUL = r"^[^\x00]*$"
 NAME_MAX = 255
 DESCRIPTION_MAX = 2000
@@ -85,13 +84,19 @@ def _version_column() -> Column[int]:
     return Column("version", Integer, nullable=False)
 
 
-def _text(max_length: int = NAME_MAX, **kwargs: Any) -> Any:
-    return Field(min_length=1, max_length=max_length, schema_extra={"pattern": NO_NUL}, **kwargs)
+def _text(max_length: int = NAME_MAX, min_length: int = 1, **kwargs: Any) -> Any:
+    """A string field that rejects NUL (PostgreSQL cannot store it; no client means it)."""
+    pattern = {"pattern": NO_NUL}
+    return Field(min_length=min_length, max_length=max_length, schema_extra=pattern, **kwargs)
+
+
+def _password(min_length: int = PASSWORD_MIN) -> Any:
+    return _text(PASSWORD_MAX, min_length=min_length)
 
 
 def _optional_text(max_length: int = NAME_MAX) -> Any:
     """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
-    return Field(default=None, min_length=1, max_length=max_length, schema_extra={"pattern": NO_NUL})
+    return _text(max_length, default=None)
 
 
 class RequestBody(SQLModel):
@@ -133,7 +138,7 @@ class User(UserBase, table=True):
 
 
 class UserCreate(RequestBody, UserBase):
-    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
+    password: str = _password()
 
     _email = field_validator("email")(_normalize_email)
 
@@ -151,8 +156,8 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(RequestBody):
-    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
-    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX, schema_extra={"pattern": NO_NUL})
+    current_password: str = _password(min_length=1)
+    new_password: str = _password()
 
 
 class UserPublic(UserBase, Timestamped):

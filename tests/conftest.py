@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.config import Config as AlembicConfig
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlmodel import SQLModel
 
-from alembic import command
 from project.app import create_app
 from project.config import Settings
 from project.database import ALEMBIC_INI

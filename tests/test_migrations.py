@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import SQLModel
 
-from alembic import command
 from project.config import Settings
 from project.database import create_engine
 from tests.conftest import alembic_config

@@ -12,7 +12,6 @@ Create Date: 2026-11-25 13:21:04+00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "0001"
