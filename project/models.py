@@ -29,6 +29,8 @@ NO_NUL = r"^[^\x00]*$"
 NAME_MAX = 255
 DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+# JSON has real booleans and numbers: `"17"` or `true` for an age is a client bug, not an age.
+STRICT = {"strict": True}
 
 
 def utcnow() -> datetime:
@@ -151,8 +153,8 @@ class UserUpdateMe(RequestBody):
 
 
 class UserUpdate(UserUpdateMe):
-    is_active: bool = Field(default=None)
-    is_superuser: bool = Field(default=None)
+    is_active: bool = Field(default=None, schema_extra=STRICT)
+    is_superuser: bool = Field(default=None, schema_extra=STRICT)
 
 
 class PasswordChange(RequestBody):
@@ -275,7 +277,7 @@ AGE_MAX = 10_000
 class HeroBase(SQLModel):
     name: str = _text()
     secret_name: str = _text()
-    age: int | None = Field(default=None, ge=0, le=AGE_MAX)
+    age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
 
 
 _hero_version = _version_column()
@@ -326,7 +328,7 @@ class HeroCreate(RequestBody, HeroBase):
 class HeroUpdate(RequestBody):
     name: str = _optional_text()
     secret_name: str = _optional_text()
-    age: int | None = Field(default=None, ge=0, le=AGE_MAX)
+    age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
     team_id: uuid.UUID | None = None
     power_ids: list[uuid.UUID] = Field(default=None, max_length=MAX_POWERS_PER_HERO)
 

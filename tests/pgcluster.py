@@ -92,7 +92,7 @@ class PostgresCluster:
         command = [str(self.bin_dir / program), *args]
         if _as_root():
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(  # noqa: S603
+        done = subprocess.run(
             command, cwd=self.root, capture_output=True, text=True, timeout=TIMEOUT, check=False
         )
         if done.returncode != 0:

@@ -119,7 +119,7 @@ async def create_hero(
     some of the caller's powers."""
     hero = Hero.model_validate(body.model_dump(exclude={"power_ids"}), update={"owner_id": user.id})
     hero.team = await _team(session, body.team_id, user.id)
-    hero.powers = await referenced(session, Power, body.power_ids, user.id, "power_ids")
+    hero.powers = await _powers(session, body.power_ids, user.id)
     session.add(hero)
     await commit(session)
     response.headers["Location"] = str(request.url_for("read_hero", id=hero.id))
@@ -133,6 +133,13 @@ async def _team(
         return None
     [team] = await referenced(session, Team, [team_id], owner_id, "team_id", indexed=False)
     return team
+
+
+async def _powers(
+    session: AsyncSession, power_ids: list[uuid.UUID], owner_id: uuid.UUID
+) -> list[Power]:
+    powers = await referenced(session, Power, power_ids, owner_id, "power_ids")
+    return sorted(powers, key=lambda power: power.name_key)  # the order they load in
 
 
 @router.get("/{id}", response_model=HeroPublic, responses=problems(status.HTTP_404_NOT_FOUND))
@@ -158,7 +165,7 @@ async def update_hero(
     if "team_id" in body.model_fields_set:
         hero.team = await _team(session, body.team_id, hero.owner_id)
     if "power_ids" in body.model_fields_set:
-        hero.powers = await referenced(session, Power, body.power_ids, hero.owner_id, "power_ids")
+        hero.powers = await _powers(session, body.power_ids, hero.owner_id)
     if body.model_fields_set:
         hero.sqlmodel_update(changes)
         hero.updated_at = utcnow()  # an UPDATE (and a new version) even if only powers changed

@@ -1,0 +1,236 @@
+"""What teams, heroes and powers share: create, read, update and delete, ownership (BOLA),
+ETags and conditional requests, and input validation."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from tests.factories import Account, assert_problem, create
+
+RESOURCES: dict[str, dict[str, dict[str, Any]]] = {
+    "teams": {
+        "body": {"name": "Avengers", "headquarters": "New York"},
+        "change": {"headquarters": "Malibu"},
+    },
+    "heroes": {"body": {"name": "Spider", "secret_name": "Peter"}, "change": {"age": 17}},
+    "powers": {
+        "body": {"name": "Flight", "description": "Up"},
+        "change": {"description": "Higher"},
+    },
+}
+KINDS = list(RESOURCES)
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _make(client: AsyncClient, who: Account, kind: str) -> dict[str, Any]:
+    return await create(client, who, kind, **RESOURCES[kind]["body"])
+
+
+async def test_create_answers_201_with_location_and_etag(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    response = await client.post(
+        f"/api/v1/{kind}", json=RESOURCES[kind]["body"], headers=alice.headers
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["owner_id"] == alice.id
+    assert body["version"] == 1
+    assert body["created_at"] == body["updated_at"]
+    assert response.headers["location"] == f"http://testserver/api/v1/{kind}/{body['id']}"
+    fetched = await client.get(response.headers["location"], headers=alice.headers)
+    assert fetched.json() == body
+    assert fetched.headers["etag"] == response.headers["etag"]
+
+
+async def test_update_bumps_the_version_and_the_etag(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    before = await client.get(path, headers=alice.headers)
+    change = RESOURCES[kind]["change"]
+    response = await client.patch(path, json=change, headers=alice.headers)
+    assert response.status_code == 200
+    updated = response.json()
+    assert updated["version"] == 2
+    assert updated.items() >= change.items()
+    assert updated["updated_at"] > updated["created_at"]
+    assert response.headers["etag"] != before.headers["etag"]
+    after = await client.get(path, headers=alice.headers)
+    assert after.json() == updated
+    assert after.headers["etag"] == response.headers["etag"]
+
+
+async def test_if_none_match_answers_304_until_it_changes(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    cached = await client.get(path, headers={**alice.headers, "If-None-Match": etag})
+    assert cached.status_code == 304
+    assert cached.content == b""
+    assert cached.headers["etag"] == etag
+    weak = await client.get(path, headers={**alice.headers, "If-None-Match": f'"x", W/{etag}'})
+    assert weak.status_code == 304
+    await client.patch(path, json=RESOURCES[kind]["change"], headers=alice.headers)
+    fresh = await client.get(path, headers={**alice.headers, "If-None-Match": etag})
+    assert fresh.status_code == 200
+
+
+async def test_a_stale_if_match_changes_nothing(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    stale = (await client.get(path, headers=alice.headers)).headers["etag"]
+    await client.patch(path, json=RESOURCES[kind]["change"], headers=alice.headers)
+    current = await client.get(path, headers=alice.headers)
+
+    for method, body in (("PATCH", {"name": "Overwritten"}), ("DELETE", None)):
+        response = await client.request(
+            method, path, json=body, headers={**alice.headers, "If-Match": stale}
+        )
+        assert_problem(response, 412)
+    weak = await client.patch(
+        path,
+        json={"name": "Weak"},
+        headers={**alice.headers, "If-Match": f"W/{current.headers['etag']}"},
+    )
+    assert_problem(weak, 412)  # If-Match compares strongly
+    unchanged = await client.get(path, headers=alice.headers)
+    assert unchanged.json() == current.json()
+
+
+async def test_a_current_or_star_if_match_goes_through(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    patched = await client.patch(
+        path, json={"name": "Renamed"}, headers={**alice.headers, "If-Match": etag}
+    )
+    assert patched.status_code == 200
+    star = await client.patch(
+        path, json={"name": "Again"}, headers={**alice.headers, "If-Match": "*"}
+    )
+    assert star.status_code == 200
+    deleted = await client.delete(path, headers={**alice.headers, "If-Match": star.headers["etag"]})
+    assert deleted.status_code == 204
+    assert_problem(await client.get(path, headers=alice.headers), 404)
+    assert_problem(await client.delete(path, headers={**alice.headers, "If-Match": "*"}), 404)
+
+
+async def test_concurrent_updates_with_one_etag_let_exactly_one_through(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    responses = await asyncio.gather(
+        *(
+            client.patch(
+                path, json={"name": f"Writer {n}"}, headers={**alice.headers, "If-Match": etag}
+            )
+            for n in range(8)
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [412] * 7
+    winner = next(r.json() for r in responses if r.status_code == 200)
+    final = (await client.get(path, headers=alice.headers)).json()
+    assert final["name"] == winner["name"]
+    assert final["version"] == 2
+
+
+async def test_someone_elses_resource_is_not_found_on_every_method(
+    client: AsyncClient, alice: Account, bob: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    missing = f"/api/v1/{kind}/{uuid.uuid4()}"
+    for method, body in (("GET", None), ("PATCH", RESOURCES[kind]["change"]), ("DELETE", None)):
+        theirs = await client.request(method, path, json=body, headers=bob.headers)
+        nothing = await client.request(method, missing, json=body, headers=bob.headers)
+        assert assert_problem(theirs, 404)["detail"] == assert_problem(nothing, 404)["detail"]
+    listed = (await client.get(f"/api/v1/{kind}", headers=bob.headers)).json()
+    assert listed["items"] == []
+    assert (await client.get(path, headers=alice.headers)).json()["version"] == 1
+
+
+async def test_superusers_see_and_change_everyones(
+    client: AsyncClient, alice: Account, admin: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    assert (await client.get(path, headers=admin.headers)).status_code == 200
+    listed = (await client.get(f"/api/v1/{kind}", headers=admin.headers)).json()
+    assert [i["id"] for i in listed["items"]] == [item["id"]]
+    patched = await client.patch(path, json=RESOURCES[kind]["change"], headers=admin.headers)
+    assert patched.status_code == 200
+    assert patched.json()["owner_id"] == alice.id
+    assert (await client.delete(path, headers=admin.headers)).status_code == 204
+
+
+async def test_every_resource_needs_a_token(client: AsyncClient, kind: str) -> None:
+    for method in ("GET", "POST"):
+        response = await client.request(method, f"/api/v1/{kind}", json={})
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"owner_id": str(uuid.uuid4())}, "owner_id"),
+        ({"id": str(uuid.uuid4())}, "id"),
+        ({"version": 7}, "version"),
+        ({"name": ""}, "name"),
+        ({"name": "x" * 256}, "name"),
+        ({"name": "nul\x00byte"}, "name"),
+        ({"name": None}, "name"),
+        ({"name": 42}, "name"),
+    ],
+)
+async def test_invalid_bodies_are_422_on_create_and_update(
+    client: AsyncClient, alice: Account, kind: str, change: dict[str, Any], field: str
+) -> None:
+    item = await _make(client, alice, kind)
+    body = {**RESOURCES[kind]["body"], "name": "Another", **change}
+    created = await client.post(f"/api/v1/{kind}", json=body, headers=alice.headers)
+    assert [field] in [e["loc"][1:] for e in assert_problem(created, 422)["errors"]]
+    patched = await client.patch(f"/api/v1/{kind}/{item['id']}", json=change, headers=alice.headers)
+    assert [field] in [e["loc"][1:] for e in assert_problem(patched, 422)["errors"]]
+    assert (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json() == item
+
+
+async def test_text_up_to_the_limit_is_stored_whole(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    name = "ü" * 255
+    item = await create(client, alice, kind, **{**RESOURCES[kind]["body"], "name": name})
+    fetched = (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json()
+    assert fetched["name"] == name
+
+
+async def test_an_empty_patch_changes_nothing(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    response = await client.patch(f"/api/v1/{kind}/{item['id']}", json={}, headers=alice.headers)
+    assert response.status_code == 200
+    assert response.json() == item
+
+
+async def test_malformed_ids_are_422(client: AsyncClient, alice: Account, kind: str) -> None:
+    for bad in ("not-a-uuid", "1", "%00"):
+        assert_problem(await client.get(f"/api/v1/{kind}/{bad}", headers=alice.headers), 422)

@@ -1,0 +1,106 @@
+"""Teams: unique names per owner, hero counts, and what deleting one does to its heroes."""
+
+from httpx import AsyncClient
+
+from tests.factories import Account, assert_problem, create
+
+
+async def test_names_are_unique_per_owner_ignoring_case(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    clash = await client.post(
+        "/api/v1/teams", json={"name": "aVENGERS", "headquarters": "LA"}, headers=alice.headers
+    )
+    assert "name" in assert_problem(clash, 409)["detail"]
+    # Another user may use the same name.
+    await create(client, bob, "teams", name="Avengers", headquarters="London")
+
+
+async def test_renaming_onto_a_taken_name_is_409_and_changes_nothing(
+    client: AsyncClient, alice: Account
+) -> None:
+    await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    other = await create(client, alice, "teams", name="X-Men", headquarters="Westchester")
+    clash = await client.patch(
+        f"/api/v1/teams/{other['id']}", json={"name": "AVENGERS"}, headers=alice.headers
+    )
+    assert_problem(clash, 409)
+    fetched = await client.get(f"/api/v1/teams/{other['id']}", headers=alice.headers)
+    assert fetched.json() == other
+    # Changing only the case of its own name is not a clash.
+    recased = await client.patch(
+        f"/api/v1/teams/{other['id']}", json={"name": "x-men"}, headers=alice.headers
+    )
+    assert recased.status_code == 200
+
+
+async def test_a_team_reports_its_heroes_count_everywhere(
+    client: AsyncClient, alice: Account
+) -> None:
+    team = await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    assert team["heroes_count"] == 0
+    for name in ("Thor", "Hulk"):
+        await create(client, alice, "heroes", name=name, secret_name=name, team_id=team["id"])
+    path = f"/api/v1/teams/{team['id']}"
+    one = await client.get(path, headers=alice.headers)
+    assert one.json()["heroes_count"] == 2
+    listed = (await client.get("/api/v1/teams", headers=alice.headers)).json()
+    assert listed["items"][0]["heroes_count"] == 2
+    patched = await client.patch(path, json={"headquarters": "Asgard"}, headers=alice.headers)
+    assert patched.json()["heroes_count"] == 2
+
+
+async def test_the_etag_changes_when_the_count_does(client: AsyncClient, alice: Account) -> None:
+    team = await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    path = f"/api/v1/teams/{team['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    await create(client, alice, "heroes", name="Thor", secret_name="Thor", team_id=team["id"])
+    response = await client.get(path, headers={**alice.headers, "If-None-Match": etag})
+    assert response.status_code == 200
+    assert response.json()["heroes_count"] == 1
+
+
+async def test_deleting_a_team_leaves_its_heroes_teamless(
+    client: AsyncClient, alice: Account
+) -> None:
+    team = await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    hero = await create(
+        client, alice, "heroes", name="Thor", secret_name="Thor", team_id=team["id"]
+    )
+    assert (
+        await client.delete(f"/api/v1/teams/{team['id']}", headers=alice.headers)
+    ).status_code == 204
+    after = (await client.get(f"/api/v1/heroes/{hero['id']}", headers=alice.headers)).json()
+    assert (after["team_id"], after["team"]) == (None, None)
+    assert after["version"] == hero["version"] + 1
+
+
+async def test_a_teams_heroes_page(client: AsyncClient, alice: Account, bob: Account) -> None:
+    team = await create(client, alice, "teams", name="Avengers", headquarters="NYC")
+    other = await create(client, alice, "teams", name="Defenders", headquarters="NYC")
+    for name in ("Thor", "Hulk", "Vision"):
+        await create(client, alice, "heroes", name=name, secret_name=name, team_id=team["id"])
+    await create(client, alice, "heroes", name="Daredevil", secret_name="Matt", team_id=other["id"])
+    await create(client, alice, "heroes", name="Loner", secret_name="L")
+
+    path = f"/api/v1/teams/{team['id']}/heroes"
+    page = await client.get(f"{path}?sort=name&limit=2&include_total=true", headers=alice.headers)
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert [h["name"] for h in body["items"]] == ["Hulk", "Thor"]
+    assert body["total"] == 3
+    assert all(h["team"]["id"] == team["id"] for h in body["items"])
+    rest = await client.get(
+        f"{path}?sort=name&limit=2&cursor={body['next_cursor']}", headers=alice.headers
+    )
+    assert rest.status_code == 200, rest.text
+    assert [h["name"] for h in rest.json()["items"]] == ["Vision"]
+    assert rest.json()["next_cursor"] is None
+    # A cursor from one team's page is not valid on another team's.
+    elsewhere = await client.get(
+        f"/api/v1/teams/{other['id']}/heroes?sort=name&limit=2&cursor={body['next_cursor']}",
+        headers=alice.headers,
+    )
+    assert_problem(elsewhere, 422)
+    assert_problem(await client.get(path, headers=bob.headers), 404)
