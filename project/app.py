@@ -112,6 +112,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (health, auth, users, teams, heroes, powers):
         app.include_router(module.router)
+    app.state.route_methods = [
+        (route.path_regex, route.methods)
+        for module in (health, auth, users, teams, heroes, powers)
+        for route in module.router.routes
+        if isinstance(route, APIRoute)
+    ]
     return app
 
 

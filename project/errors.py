@@ -175,9 +175,19 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == status.HTTP_404_NOT_FOUND and detail == "Not Found":
         detail = f"No route matches {request.url.path}."
-    elif exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+    headers = dict(exc.headers or {})
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         detail = f"{request.method} is not allowed here; see the Allow header."
-    return problem_response(exc.status_code, detail, exc.headers)
+        # The router only knows the methods of the first route that matched the path.
+        methods = {
+            method
+            for path_regex, route_methods in getattr(request.app.state, "route_methods", ())
+            if path_regex.match(request.url.path)
+            for method in route_methods
+        }
+        if methods:
+            headers["Allow"] = ", ".join(sorted(methods))
+    return problem_response(exc.status_code, detail, headers)
 
 
 async def _request_validation_error(request: Request, exc: Exception) -> ProblemResponse:

@@ -101,6 +101,10 @@ def _optional_text(max_length: int = NAME_MAX) -> Any:
     return _text(max_length, default=None)
 
 
+def _example(example: dict[str, Any]) -> SQLModelConfig:
+    return SQLModelConfig(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 class RequestBody(SQLModel):
     """Request bodies reject unknown fields: a client learns `owner_id` cannot be set."""
 
@@ -140,12 +144,18 @@ class User(UserBase, table=True):
 
 
 class UserCreate(RequestBody, UserBase):
+    model_config = _example(
+        {"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}
+    )
+
     password: str = _password()
 
     _email = field_validator("email")(_normalize_email)
 
 
 class UserUpdateMe(RequestBody):
+    model_config = _example({"full_name": "Ada Lovelace"})
+
     email: EmailStr = Field(default=None, max_length=254)
     full_name: str | None = _optional_text()
 
@@ -158,6 +168,10 @@ class UserUpdate(UserUpdateMe):
 
 
 class PasswordChange(RequestBody):
+    model_config = _example(
+        {"current_password": "correct horse battery", "new_password": "staple battery horse"}
+    )
+
     current_password: str = _password(min_length=1)
     new_password: str = _password()
 
@@ -199,10 +213,12 @@ class Team(TeamBase, table=True):
 
 
 class TeamCreate(RequestBody, TeamBase):
-    pass
+    model_config = _example({"name": "Avengers", "headquarters": "Stark Tower, New York"})
 
 
 class TeamUpdate(RequestBody):
+    model_config = _example({"headquarters": "Avengers Compound"})
+
     name: str = _optional_text()
     headquarters: str = _optional_text()
 
@@ -256,10 +272,12 @@ class Power(PowerBase, table=True):
 
 
 class PowerCreate(RequestBody, PowerBase):
-    pass
+    model_config = _example({"name": "Flight", "description": "Moves through the air unaided."})
 
 
 class PowerUpdate(RequestBody):
+    model_config = _example({"description": "Flies faster than sound."})
+
     name: str = _optional_text()
     description: str | None = _optional_text(max_length=DESCRIPTION_MAX)
 
@@ -321,11 +339,23 @@ MAX_POWERS_PER_HERO = 100
 
 
 class HeroCreate(RequestBody, HeroBase):
+    model_config = _example(
+        {
+            "name": "Spider-Boy",
+            "secret_name": "Pedro Parqueador",
+            "age": 16,
+            "team_id": None,
+            "power_ids": [],
+        }
+    )
+
     team_id: uuid.UUID | None = None
     power_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_POWERS_PER_HERO)
 
 
 class HeroUpdate(RequestBody):
+    model_config = _example({"age": 17, "power_ids": []})
+
     name: str = _optional_text()
     secret_name: str = _optional_text()
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
@@ -392,6 +422,8 @@ class TokenPair(SQLModel):
 
 
 class RefreshRequest(RequestBody):
+    model_config = _example({"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."})
+
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 

@@ -27,7 +27,8 @@ async def test_a_hero_embeds_its_team_and_powers(client: AsyncClient, alice: Acc
         power_ids=[strong["id"], fly["id"], strong["id"]],
     )
     assert hero["team_id"] == team["id"]
-    assert hero["team"]["name"] == "Avengers" and "heroes_count" not in hero["team"]
+    assert hero["team"]["name"] == "Avengers"
+    assert "heroes_count" not in hero["team"]
     assert [p["name"] for p in hero["powers"]] == ["Flight", "Strength"]  # a set, by name
     fetched = (await client.get(f"/api/v1/heroes/{hero['id']}", headers=alice.headers)).json()
     assert fetched == hero

@@ -1,0 +1,205 @@
+"""The HTTP contract every endpoint shares: problem+json for every error the framework
+itself raises, body and media-type limits, headers, CORS, and the OpenAPI document."""
+
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from project.app import create_app
+from project.config import Settings
+from tests.factories import Account, assert_problem
+
+
+async def test_unknown_path_is_a_problem(client: AsyncClient) -> None:
+    body = assert_problem(await client.get("/api/v1/nothing-here"), 404)
+    assert body["title"] == "Not Found"
+
+
+async def test_wrong_method_is_405_with_allow(client: AsyncClient, alice: Account) -> None:
+    response = await client.put("/api/v1/teams", json={}, headers=alice.headers)
+    assert_problem(response, 405)
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read(
+    client: AsyncClient, alice: Account
+) -> None:
+    huge = b'{"name": "' + b"x" * (1024 * 1024) + b'", "headquarters": "y"}'
+    declared = await client.post(
+        "/api/v1/teams", content=huge, headers={**alice.headers, "Content-Type": "application/json"}
+    )
+    assert_problem(declared, 413)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = await client.post(
+        "/api/v1/teams",
+        content=chunks(),
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert_problem(streamed, 413)
+    listed = await client.get("/api/v1/teams", headers=alice.headers)
+    assert listed.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
+)
+async def test_a_body_that_is_not_json_is_415(
+    client: AsyncClient, alice: Account, content_type: str | None
+) -> None:
+    headers = dict(alice.headers)
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = await client.post(
+        "/api/v1/teams", content=b'{"name": "A", "headquarters": "B"}', headers=headers
+    )
+    assert_problem(response, 415)
+
+
+async def test_json_with_a_charset_or_a_json_suffix_is_fine(
+    client: AsyncClient, alice: Account
+) -> None:
+    for n, content_type in enumerate(
+        ("application/json; charset=utf-8", "application/merge-patch+json")
+    ):
+        response = await client.post(
+            "/api/v1/powers",
+            content=f'{{"name": "P{n}"}}'.encode(),
+            headers={**alice.headers, "Content-Type": content_type},
+        )
+        assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "payload", [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b'{"name": "\\ud800"}']
+)
+async def test_malformed_json_is_422(client: AsyncClient, alice: Account, payload: bytes) -> None:
+    response = await client.post(
+        "/api/v1/powers",
+        content=payload,
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert assert_problem(response, 422)["errors"]
+
+
+async def test_security_headers_and_request_id(client: AsyncClient) -> None:
+    response = await client.get("/health/live")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    echoed = await client.get("/health/live", headers={"X-Request-ID": "trace-123"})
+    assert echoed.headers["x-request-id"] == "trace-123"
+    unsafe = await client.get("/health/live", headers={"X-Request-ID": "bad id\twith junk"})
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe.headers["x-request-id"])
+    problem = await client.get("/nowhere")
+    assert problem.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_docs_get_a_csp_that_lets_swagger_ui_load(client: AsyncClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    csp = response.headers["content-security-policy"]
+    assert "https://cdn.jsdelivr.net" in csp and "frame-ancestors 'none'" in csp
+
+
+async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "authorization,if-match",
+    }
+    allowed = await client.options(
+        "/api/v1/teams", headers={"Origin": "https://app.example.com", **preflight}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    other = await client.options(
+        "/api/v1/teams", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in other.headers
+    simple = await client.get("/health/live", headers={"Origin": "https://app.example.com"})
+    assert "ETag" in simple.headers["access-control-expose-headers"]
+
+
+def test_cors_refuses_a_wildcard_with_credentials(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="CORS"):
+        Settings(**{**settings.model_dump(), "cors_origins": ["*"]})
+
+
+def test_production_refuses_the_development_key_or_a_short_one() -> None:
+    from project.config import DEVELOPMENT_SECRET_KEY
+
+    with pytest.raises(ValueError, match="development key"):
+        Settings(_env_file=None, environment="production", secret_key=DEVELOPMENT_SECRET_KEY)  # type: ignore[call-arg, arg-type]
+    with pytest.raises(ValueError, match="32 bytes"):
+        Settings(_env_file=None, secret_key="too-short")  # type: ignore[call-arg, arg-type]
+    strong = Settings(_env_file=None, environment="production", secret_key="k" * 48)  # type: ignore[call-arg, arg-type]
+    assert strong.migrate_at_startup is False
+
+
+async def test_an_unexpected_error_is_a_500_problem_without_a_traceback(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    async def boom() -> None:
+        raise RuntimeError("secret internals: SELECT password FROM users")
+
+    app.add_api_route("/boom", boom)
+    response = await client.get("/boom")
+    body = assert_problem(response, 500)
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+    assert body["title"] == "Internal Server Error"
+    assert response.headers["x-request-id"]
+
+
+async def test_docs_can_be_turned_off(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"docs_enabled": False}))
+    from httpx import ASGITransport
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert_problem(await http.get(path), 404)
+
+
+async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    operation_ids = []
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("summary"), f"{where} has no summary"
+            assert re.fullmatch(r"[a-z]+(_[a-z]+)*", operation["operationId"]), where
+            operation_ids.append(operation["operationId"])
+            errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
+            if path.startswith("/api/v1/"):
+                assert "422" in errors and "503" in errors, where
+            for code, response in errors.items():
+                schema = response["content"]["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}, f"{where} {code}"
+            if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
+                assert "401" in errors, where
+            body = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in body:
+                ref = body["application/json"]["schema"]["$ref"].split("/")[-1]
+                assert spec["components"]["schemas"][ref].get("examples"), f"{where} has no example"
+    assert len(operation_ids) == len(set(operation_ids))
+    assert {
+        "create_hero",
+        "list_heroes",
+        "read_hero",
+        "update_hero",
+        "delete_hero",
+        "login",
+    } <= set(operation_ids)
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "errors"} <= problem["properties"].keys()
+    oauth = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]
+    assert oauth["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert "503" in spec["paths"]["/health/ready"]["get"]["responses"]
