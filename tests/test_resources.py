@@ -21,6 +21,8 @@ RESOURCES: dict[str, dict[str, dict[str, Any]]] = {
         "change": {"description": "Higher"},
     },
 }
+# The required text field of each resource, used to rename it and to try invalid values.
+TEXT = {"teams": "name", "heroes": "name", "powers": "name"}
 KINDS = list(RESOURCES)
 
 
@@ -95,14 +97,14 @@ async def test_a_stale_if_match_changes_nothing(
     await client.patch(path, json=RESOURCES[kind]["change"], headers=alice.headers)
     current = await client.get(path, headers=alice.headers)
 
-    for method, body in (("PATCH", {"name": "Overwritten"}), ("DELETE", None)):
+    for method, body in (("PATCH", {TEXT[kind]: "Overwritten"}), ("DELETE", None)):
         response = await client.request(
             method, path, json=body, headers={**alice.headers, "If-Match": stale}
         )
         assert_problem(response, 412)
     weak = await client.patch(
         path,
-        json={"name": "Weak"},
+        json={TEXT[kind]: "Weak"},
         headers={**alice.headers, "If-Match": f"W/{current.headers['etag']}"},
     )
     assert_problem(weak, 412)  # If-Match compares strongly
@@ -117,11 +119,11 @@ async def test_a_current_or_star_if_match_goes_through(
     path = f"/api/v1/{kind}/{item['id']}"
     etag = (await client.get(path, headers=alice.headers)).headers["etag"]
     patched = await client.patch(
-        path, json={"name": "Renamed"}, headers={**alice.headers, "If-Match": etag}
+        path, json={TEXT[kind]: "Renamed"}, headers={**alice.headers, "If-Match": etag}
     )
     assert patched.status_code == 200
     star = await client.patch(
-        path, json={"name": "Again"}, headers={**alice.headers, "If-Match": "*"}
+        path, json={TEXT[kind]: "Again"}, headers={**alice.headers, "If-Match": "*"}
     )
     assert star.status_code == 200
     deleted = await client.delete(path, headers={**alice.headers, "If-Match": star.headers["etag"]})
@@ -139,7 +141,7 @@ async def test_concurrent_updates_with_one_etag_let_exactly_one_through(
     responses = await asyncio.gather(
         *(
             client.patch(
-                path, json={"name": f"Writer {n}"}, headers={**alice.headers, "If-Match": etag}
+                path, json={TEXT[kind]: f"Writer {n}"}, headers={**alice.headers, "If-Match": etag}
             )
             for n in range(8)
         )
@@ -148,7 +150,7 @@ async def test_concurrent_updates_with_one_etag_let_exactly_one_through(
     assert statuses == [200] + [412] * 7
     winner = next(r.json() for r in responses if r.status_code == 200)
     final = (await client.get(path, headers=alice.headers)).json()
-    assert final["name"] == winner["name"]
+    assert final[TEXT[kind]] == winner[TEXT[kind]]
     assert final["version"] == 2
 
 
@@ -194,18 +196,20 @@ async def test_every_resource_needs_a_token(client: AsyncClient, kind: str) -> N
         ({"owner_id": str(uuid.uuid4())}, "owner_id"),
         ({"id": str(uuid.uuid4())}, "id"),
         ({"version": 7}, "version"),
-        ({"name": ""}, "name"),
-        ({"name": "x" * 256}, "name"),
-        ({"name": "nul\x00byte"}, "name"),
-        ({"name": None}, "name"),
-        ({"name": 42}, "name"),
+        ({"$text": ""}, "$text"),
+        ({"$text": "x" * 256}, "$text"),
+        ({"$text": "nul\x00byte"}, "$text"),
+        ({"$text": None}, "$text"),
+        ({"$text": 42}, "$text"),
     ],
 )
 async def test_invalid_bodies_are_422_on_create_and_update(
     client: AsyncClient, alice: Account, kind: str, change: dict[str, Any], field: str
 ) -> None:
     item = await _make(client, alice, kind)
-    body = {**RESOURCES[kind]["body"], "name": "Another", **change}
+    change = {TEXT[kind] if k == "$text" else k: v for k, v in change.items()}
+    field = TEXT[kind] if field == "$text" else field
+    body = {**RESOURCES[kind]["body"], TEXT[kind]: "Another", **change}
     created = await client.post(f"/api/v1/{kind}", json=body, headers=alice.headers)
     assert [field] in [e["loc"][1:] for e in assert_problem(created, 422)["errors"]]
     patched = await client.patch(f"/api/v1/{kind}/{item['id']}", json=change, headers=alice.headers)
@@ -217,9 +221,9 @@ async def test_text_up_to_the_limit_is_stored_whole(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:
     name = "ü" * 255
-    item = await create(client, alice, kind, **{**RESOURCES[kind]["body"], "name": name})
+    item = await create(client, alice, kind, **{**RESOURCES[kind]["body"], TEXT[kind]: name})
     fetched = (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json()
-    assert fetched["name"] == name
+    assert fetched[TEXT[kind]] == name
 
 
 async def test_an_empty_patch_changes_nothing(
