@@ -1,0 +1,244 @@
+"""Faults done for real, against the real server process: the database goes away, writers
+pile up on SQLite, the process is killed mid-stream or asked to stop. Nothing acknowledged is
+lost, no error leaks a traceback, and the service recovers by itself."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from project.database import migrate
+from project.models import Power
+from tests.conftest import alembic_config
+from tests.factories import PASSWORD
+from tests.pgcluster import PostgresCluster, postgres_available
+from tests.server import LiveServer
+
+needs_postgres = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not installed")
+
+
+async def _sign_up(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    created = await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    tokens = await http.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
+    assert tokens.status_code == 200, tokens.text
+    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
+
+def _assert_clean_problem(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "Traceback" not in response.text and "sqlalchemy" not in response.text.lower()
+
+
+@pytest.fixture
+def live(app: FastAPI, database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """The real server on the suite's (emptied) database."""
+    with LiveServer(database_url, tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[PostgresCluster]:
+    """A PostgreSQL server this test may stop and restart, migrated."""
+    with PostgresCluster(tmp_path) as cluster:
+        cluster.create_database("faults")
+        command.upgrade(alembic_config(cluster.url("faults")), "head")
+        yield cluster
+
+
+@needs_postgres
+async def test_postgres_outage_is_503_then_recovers_without_a_restart(
+    own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    env = {"DB_CONNECT_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
+    with LiveServer(own_postgres.url("faults"), tmp_path, env=env) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            auth = await _sign_up(http, "outage@example.com")
+            assert (await http.get("/api/v1/heroes", headers=auth)).status_code == 200
+
+            own_postgres.stop("immediate")
+            for request in (
+                http.get("/api/v1/heroes", headers=auth),
+                http.post("/api/v1/powers", json={"name": "Lost"}, headers=auth),
+                http.post(
+                    "/api/v1/auth/login", data={"username": "x@example.com", "password": "p" * 8}
+                ),
+                http.get("/health/ready"),
+            ):
+                started = time.monotonic()
+                response = await request
+                assert time.monotonic() - started < 5, "a request hung while the database was down"
+                _assert_clean_problem(response, 503)
+                assert int(response.headers["Retry-After"]) > 0
+            assert (await http.get("/health/live")).status_code == 200
+
+            own_postgres.start()
+            deadline = time.monotonic() + 10
+            while (await http.get("/api/v1/heroes", headers=auth)).status_code != 200:
+                assert time.monotonic() < deadline, "no recovery within 10 s of the restart"
+                await asyncio.sleep(0.2)
+            assert (await http.get("/health/ready")).status_code == 200
+            created = await http.post("/api/v1/powers", json={"name": "Back"}, headers=auth)
+            assert created.status_code == 201
+    assert "Traceback" not in server.log()
+
+
+async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
+    """64 concurrent writers on one SQLite file: no 500, no "database is locked", and every
+    acknowledged write is there afterwards."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'contention.db'}"
+    await migrate(url)
+    acknowledged: list[str] = []
+    failures: list[str] = []
+    with LiveServer(url, tmp_path) as server:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
+            auth = await _sign_up(http, "writer@example.com")
+            team = (
+                await http.post(
+                    "/api/v1/teams", json={"name": "T", "headquarters": "H"}, headers=auth
+                )
+            ).json()
+            deadline = time.monotonic() + 6
+
+            async def writer(n: int) -> None:
+                count = 0
+                while time.monotonic() < deadline:
+                    name = f"w{n}-{count}"
+                    count += 1
+                    # A read-then-write transaction: the team reference is checked first.
+                    response = await http.post(
+                        "/api/v1/heroes",
+                        json={"name": name, "secret_name": "s", "team_id": team["id"]},
+                        headers=auth,
+                    )
+                    if response.status_code == 201:
+                        acknowledged.append(response.json()["id"])
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+            await asyncio.gather(*(writer(n) for n in range(64)))
+            listed = await http.get(
+                f"/api/v1/teams/{team['id']}/heroes?include_total=true&limit=1", headers=auth
+            )
+    assert failures == []
+    assert len(acknowledged) > 64
+    assert listed.json()["total"] == len(acknowledged)
+    assert "database is locked" not in server.log()
+
+
+async def _creates_until_killed(server: LiveServer, prefix: str) -> tuple[set[str], set[str]]:
+    """Send concurrent creates, kill the server mid-stream; return (acknowledged, attempted)."""
+    acknowledged: set[str] = set()
+    attempted: set[str] = set()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        auth = await _sign_up(http, f"{prefix}@example.com")
+
+        async def writer(n: int) -> None:
+            for count in range(10_000):
+                marker = f"{prefix}-{n}-{count}-{uuid.uuid4().hex[:8]}"
+                attempted.add(marker)
+                try:
+                    response = await http.post(
+                        "/api/v1/powers", json={"name": marker}, headers=auth
+                    )
+                except httpx.TransportError:
+                    return  # the server died under this request
+                if response.status_code == 201:
+                    acknowledged.add(marker)
+
+        writers = [asyncio.create_task(writer(n)) for n in range(16)]
+        while len(acknowledged) < 200:
+            await asyncio.sleep(0.01)
+        server.kill()
+        await asyncio.gather(*writers)
+    return acknowledged, attempted
+
+
+async def test_every_acknowledged_create_survives_a_kill(app: FastAPI, live: LiveServer) -> None:
+    acknowledged, attempted = await _creates_until_killed(live, "crash")
+    live.start()  # the same database, after a SIGKILL mid-stream
+    async with app.state.database.session() as session:
+        rows = (
+            await session.execute(select(Power.name, func.count()).group_by(col(Power.name)))
+        ).all()
+    stored = dict(rows)
+    assert acknowledged <= stored.keys(), (
+        f"{len(acknowledged - stored.keys())} acknowledged creates lost"
+    )
+    assert all(count == 1 for count in stored.values()), "a create was stored twice"
+    assert stored.keys() <= attempted
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        assert (await http.get("/health/ready")).status_code == 200
+
+
+async def test_sigterm_lets_in_flight_requests_finish(app: FastAPI, live: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+        # Registrations are slow on purpose (password hashing), so these are in flight.
+        requests = [
+            asyncio.create_task(
+                http.post(
+                    "/api/v1/auth/register",
+                    json={"email": f"late{n}@example.com", "password": PASSWORD},
+                )
+            )
+            for n in range(12)
+        ]
+        await asyncio.sleep(0.05)
+        exit_code = await asyncio.to_thread(live.terminate)
+        responses = await asyncio.gather(*requests, return_exceptions=True)
+    statuses = [
+        r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in responses
+    ]
+    assert statuses == [201] * 12
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+    assert exit_code in (0, -15)
+    assert "Finished server process" in live.log()
+
+
+async def test_logs_carry_no_password_token_or_hash(live: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        await http.post(
+            "/api/v1/auth/register", json={"email": "quiet@example.com", "password": PASSWORD}
+        )
+        tokens = (
+            await http.post(
+                "/api/v1/auth/login", data={"username": "quiet@example.com", "password": PASSWORD}
+            )
+        ).json()
+        await http.post(
+            "/api/v1/auth/login",
+            data={"username": "quiet@example.com", "password": "wrong-" + PASSWORD},
+        )
+        refreshed = (
+            await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        ).json()
+        await http.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {refreshed['access_token']}"}
+        )
+        await http.post("/api/v1/auth/logout", json={"refresh_token": refreshed["refresh_token"]})
+        await http.post(
+            "/api/v1/auth/register", json={"email": "quiet2@example.com", "password": "short"}
+        )
+    log = live.log()
+    assert '"route": "/api/v1/auth/login"' in log  # the requests were logged...
+    for secret in (
+        PASSWORD,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        refreshed["access_token"],
+        "$argon2",
+    ):
+        assert secret not in log  # ...and nothing secret with them
+    lines = [line for line in log.splitlines() if '"logger": "project.access"' in line]
+    assert len(lines) >= 8
+    assert all('"request_id"' in line and '"duration_ms"' in line for line in lines)
