@@ -5,6 +5,7 @@ from email.message import Message
 from typing import Any
 
 from fastapi import APIRouter, params, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,6 +41,38 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+_ETAG = {
+    "ETag": {"description": "The version to send back in `If-Match`.", "schema": {"type": "string"}}
+}
+
+
+def created(name: str) -> dict[int | str, dict[str, Any]]:
+    """The 201 of a create: its headers, and OpenAPI links to what can be done next."""
+    by_id = {"id": "$response.body#/id"}
+    return {
+        status.HTTP_201_CREATED: {
+            "description": f"The new {name}.",
+            "headers": {
+                **_ETAG,
+                "Location": {"description": f"The new {name}'s URL.", "schema": {"type": "string"}},
+            },
+            "links": {
+                f"{verb}_{name}": {"operationId": f"{verb}_{name}", "parameters": by_id}
+                for verb in ("read", "update", "delete")
+            },
+        }
+    }
+
+
+def fetched(name: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a read, with its ETag, and the 304 that `If-None-Match` can give."""
+    return {
+        status.HTTP_200_OK: {"description": f"The {name}.", "headers": _ETAG},
+        status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `If-None-Match` tag."},
+        **problems(status.HTTP_404_NOT_FOUND),
+    }
+
+
 def _media_type(request: Request) -> str | None:
     header = request.headers.get("content-type")
     if header is None:
@@ -63,6 +96,17 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
+async def _require_utf8(request: Request) -> None:
+    """JSON on the wire is UTF-8 (RFC 8259). The framework answers other bytes with a bare
+    400; a body that cannot be decoded is malformed JSON like any other: 422."""
+    try:
+        (await request.body()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body", exc.start), "msg": "Not UTF-8", "input": {}}]
+        ) from exc
+
+
 class ProblemRoute(APIRoute):
     """Refuses a body of the wrong media type with 415 before parsing it, instead of the
     framework's 422 that talks about a missing dict."""
@@ -82,6 +126,8 @@ class ProblemRoute(APIRoute):
                     )
                 if not is_form and not _is_json(media_type):
                     raise UnsupportedMediaType("Send this body as application/json.")
+                if not is_form:
+                    await _require_utf8(request)
             return await handler(request)
 
         return checked_handler

@@ -39,6 +39,18 @@ async def test_register_returns_the_user_without_any_secret(client: AsyncClient)
     assert PASSWORD not in response.text
 
 
+async def test_register_accepts_test_domains_but_not_unroutable_ones(client: AsyncClient) -> None:
+    ok = await client.post(
+        "/api/v1/auth/register", json={"email": "qa@staging.test", "password": PASSWORD}
+    )
+    assert ok.status_code == 201
+    for email in ("a@b.invalid", "a@localhost", "a@[127.0.0.1]", "a..b@example.com"):
+        refused = await client.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
+        assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "email"]
+
+
 async def test_register_rejects_a_taken_email_whatever_its_case(
     client: AsyncClient, alice: Account
 ) -> None:

@@ -77,7 +77,7 @@ async def test_json_with_a_charset_or_a_json_suffix_is_fine(
 
 
 @pytest.mark.parametrize(
-    "payload", [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b'{"name": "\\ud800"}']
+    "payload", [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b"\x80abc", b'{"name": "\\ud800"}', b"\xe9t\xe9"]
 )
 async def test_malformed_json_is_422(client: AsyncClient, alice: Account, payload: bytes) -> None:
     response = await client.post(

@@ -25,7 +25,7 @@ from project.models import (
 )
 from project.ownership import owned, referenced, visible_to
 from project.paging import ListQuery, Page, Pager, PagerDep, search_text
-from project.routing import api_router, problems
+from project.routing import api_router, created, fetched, problems
 from project.security import CurrentUser
 
 router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
@@ -110,7 +110,7 @@ async def list_heroes(
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(status.HTTP_409_CONFLICT),
+    responses={**created("hero"), **problems(status.HTTP_409_CONFLICT)},
 )
 async def create_hero(
     body: HeroCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
@@ -142,7 +142,7 @@ async def _powers(
     return sorted(powers, key=lambda power: power.name_key)  # the order they load in
 
 
-@router.get("/{id}", response_model=HeroPublic, responses=problems(status.HTTP_404_NOT_FOUND))
+@router.get("/{id}", response_model=HeroPublic, responses=fetched("hero"))
 async def read_hero(hero: OwnedHero, request: Request, response: Response) -> HeroPublic | Response:
     """One hero, with team and powers embedded. Honours `If-None-Match`."""
     etag = hero_etag(hero)

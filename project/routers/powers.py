@@ -18,7 +18,7 @@ from project.models import (
 )
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
-from project.routing import api_router, problems
+from project.routing import api_router, created, fetched, problems
 from project.security import CurrentUser
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
@@ -53,7 +53,11 @@ async def list_powers(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problems(status.HTTP_409_CONFLICT))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**created("power"), **problems(status.HTTP_409_CONFLICT)},
+)
 async def create_power(
     body: PowerCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
 ) -> PowerPublic:
@@ -65,7 +69,7 @@ async def create_power(
     return _respond(power, response)
 
 
-@router.get("/{id}", response_model=PowerPublic, responses=problems(status.HTTP_404_NOT_FOUND))
+@router.get("/{id}", response_model=PowerPublic, responses=fetched("power"))
 async def read_power(
     power: OwnedPower, request: Request, response: Response
 ) -> PowerPublic | Response:

@@ -13,7 +13,7 @@ from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamU
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
-from project.routing import api_router, problems
+from project.routing import api_router, created, fetched, problems
 from project.security import CurrentUser
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
@@ -78,7 +78,7 @@ async def list_teams(
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=problems(status.HTTP_409_CONFLICT),
+    responses={**created("team"), **problems(status.HTTP_409_CONFLICT)},
 )
 async def create_team(
     body: TeamCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
@@ -93,7 +93,7 @@ async def create_team(
     return detail
 
 
-@router.get("/{id}", response_model=TeamDetail, responses=ONE)
+@router.get("/{id}", response_model=TeamDetail, responses=fetched("team"))
 async def read_team(
     team: OwnedTeam, session: SessionDep, request: Request, response: Response
 ) -> TeamDetail | Response:
