@@ -133,9 +133,20 @@ def get_database(request: Request) -> Database:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Handlers commit before they return: code after this
-    `yield` runs after the response is sent, so it only closes (and rolls back leftovers)."""
+    `yield` runs after the response is sent, so it only closes (and rolls back leftovers).
+    The route closes it earlier, as soon as the response is built (see `release_session`)."""
     async with get_database(request).session(write=request.method in WRITE_METHODS) as session:
+        request.state.db_session = session
         yield session
+
+
+async def release_session(request: Request) -> None:
+    """Close the request's session, ending its transaction and returning its connection to
+    the pool before the response is sent: a slow client must not hold a connection, nor
+    leave one idle in a transaction."""
+    session: AsyncSession | None = getattr(request.state, "db_session", None)
+    if session is not None:
+        await session.close()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from project.database import release_session
 from project.errors import PROBLEM_MEDIA_TYPE, UnsupportedMediaType
 
 API_PREFIX = "/api/v1"
@@ -108,29 +109,36 @@ async def _require_utf8(request: Request) -> None:
 
 
 class ProblemRoute(APIRoute):
-    """Refuses a body of the wrong media type with 415 before parsing it, instead of the
-    framework's 422 that talks about a missing dict."""
+    """Checks a body's media type before parsing it (415, instead of the framework's 422
+    about a missing dict), and hands the database connection back as soon as the response
+    is built rather than after it has been sent."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:
-            return handler
-        is_form = isinstance(self.body_field.field_info, params.Form)
+        body_kind = None
+        if self.body_field is not None:
+            body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
 
-        async def checked_handler(request: Request) -> Response:
-            if _has_body(request):
-                media_type = _media_type(request)
-                if is_form and media_type not in FORM_TYPES:
-                    raise UnsupportedMediaType(
-                        "Send this body as application/x-www-form-urlencoded."
-                    )
-                if not is_form and not _is_json(media_type):
-                    raise UnsupportedMediaType("Send this body as application/json.")
-                if not is_form:
-                    await _require_utf8(request)
-            return await handler(request)
+        async def route_handler(request: Request) -> Response:
+            if body_kind is not None and _has_body(request):
+                await _check_body(request, body_kind)
+            try:
+                return await handler(request)
+            finally:
+                await release_session(request)
 
-        return checked_handler
+        return route_handler
+
+
+async def _check_body(request: Request, kind: str) -> None:
+    media_type = _media_type(request)
+    if kind == "form":
+        if media_type not in FORM_TYPES:
+            raise UnsupportedMediaType("Send this body as application/x-www-form-urlencoded.")
+        return
+    if not _is_json(media_type):
+        raise UnsupportedMediaType("Send this body as application/json.")
+    await _require_utf8(request)
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
