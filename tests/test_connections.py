@@ -85,53 +85,58 @@ async def _settled(http: httpx.AsyncClient, app: FastAPI, is_postgres: bool) -> 
         await asyncio.sleep(0.2)
 
 
+TEAM = {"name": "T", "headquarters": "H"}
+
+
 async def test_no_connection_leaks_after_a_burst_of_everything(
     app: FastAPI, database_url: str, is_postgres: bool, tmp_path: Path
 ) -> None:
-    env = {"DB_POOL_SIZE": "4", "DB_MAX_OVERFLOW": "2", "DB_POOL_TIMEOUT": "2", "SQLITE_BUSY_TIMEOUT": "1",
-           "DB_STATEMENT_TIMEOUT": "1"}  # fmt: skip
+    env = {
+        "DB_POOL_SIZE": "4",
+        "DB_MAX_OVERFLOW": "2",
+        "DB_POOL_TIMEOUT": "2",
+        "SQLITE_BUSY_TIMEOUT": "1",
+        "DB_STATEMENT_TIMEOUT": "1",
+    }
     with LiveServer(database_url, tmp_path, env=env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             auth = await _sign_up(http)
-            team = (
-                await http.post(
-                    "/api/v1/teams", json={"name": "T", "headquarters": "H"}, headers=auth
-                )
-            ).json()
+            team = (await http.post("/api/v1/teams", json=TEAM, headers=auth)).json()
             hero = (
                 await http.post(
                     "/api/v1/heroes", json={"name": "H", "secret_name": "S"}, headers=auth
                 )
             ).json()
             stale = {**auth, "If-Match": '"0"'}
+            stranger = {"name": "H", "secret_name": "S", "team_id": str(uuid.uuid4())}
             calls: list[Callable[[], Any]] = [
-                lambda: http.get("/api/v1/heroes", headers=auth),  # success
+                lambda: http.get("/api/v1/heroes", headers=auth),  # 200
                 lambda: http.post("/api/v1/powers", json={"name": uuid.uuid4().hex}, headers=auth),
-                lambda: http.post("/api/v1/teams", json={"name": "t", "headquarters": "H"}, headers=auth),  # 409
-                lambda: http.patch(f"/api/v1/teams/{team['id']}", json={"name": "x"}, headers=stale),  # 412
+                lambda: http.post("/api/v1/teams", json=TEAM, headers=auth),  # 409: taken
+                lambda: http.patch(f"/api/v1/teams/{team['id']}", json=TEAM, headers=stale),  # 412
                 lambda: http.get(f"/api/v1/heroes/{uuid.uuid4()}", headers=auth),  # 404
-                lambda: http.post("/api/v1/heroes", json={"name": "H", "secret_name": "S", "team_id": str(uuid.uuid4())}, headers=auth),  # 422
-                lambda: http.get("/api/v1/heroes", headers={"Authorization": "Bearer nope"}),  # 401
-            ]  # fmt: skip
-            async with _writes_blocked(database_url, hero["id"]):
-                # Changes to the locked hero wait and fail (503) or are given up by the client.
-                async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as impatient:
-                    blocked = [
-                        asyncio.create_task(
-                            impatient.patch(
-                                f"/api/v1/heroes/{hero['id']}", json={"age": n}, headers=auth
-                            )
+                lambda: http.post("/api/v1/heroes", json=stranger, headers=auth),  # 422
+                lambda: http.get("/api/v1/heroes", headers={"Authorization": "Bearer x"}),  # 401
+            ]
+            # Changes to the locked hero wait and fail (503) or are given up by the client.
+            async with (
+                _writes_blocked(database_url, hero["id"]),
+                httpx.AsyncClient(base_url=server.url, timeout=0.3) as impatient,
+            ):
+                blocked = [
+                    asyncio.create_task(
+                        impatient.patch(
+                            f"/api/v1/heroes/{hero['id']}", json={"age": n}, headers=auth
                         )
-                        for n in range(3)
-                    ]
-                    waited = [
-                        asyncio.create_task(
-                            http.patch(
-                                f"/api/v1/heroes/{hero['id']}", json={"age": 9}, headers=auth
-                            )
-                        )
-                    ]
-                    results = await asyncio.gather(*blocked, *waited, return_exceptions=True)
+                    )
+                    for n in range(3)
+                ]
+                waited = [
+                    asyncio.create_task(
+                        http.patch(f"/api/v1/heroes/{hero['id']}", json={"age": 9}, headers=auth)
+                    )
+                ]
+                results = await asyncio.gather(*blocked, *waited, return_exceptions=True)
             assert all(isinstance(r, httpx.TimeoutException) for r in results[:3])
             assert isinstance(results[3], httpx.Response)
             assert results[3].status_code == 503

@@ -155,10 +155,12 @@ async def _creates_until_killed(server: LiveServer, prefix: str) -> tuple[set[st
                     return  # the server died under this request
                 if response.status_code == 201:
                     acknowledged.add(marker)
+                    if len(acknowledged) >= 200:
+                        enough.set()
 
+        enough = asyncio.Event()
         writers = [asyncio.create_task(writer(n)) for n in range(16)]
-        while len(acknowledged) < 200:
-            await asyncio.sleep(0.01)
+        await enough.wait()
         server.kill()
         await asyncio.gather(*writers)
     return acknowledged, attempted
