@@ -309,3 +309,23 @@ async def test_no_response_ever_carries_a_password_hash(
         assert response.status_code == 200
         assert "argon2" not in response.text
         assert "password" not in response.text
+
+
+async def test_login_takes_what_swagger_uis_authorize_button_sends(
+    client: AsyncClient, alice: Account
+) -> None:
+    form = {
+        "grant_type": "password",
+        "username": alice.email,
+        "password": alice.password,
+        "scope": "",
+        "client_id": "",
+        "client_secret": "",
+    }
+    response = await client.post("/api/v1/auth/login", data=form)
+    assert response.status_code == 200
+    assert response.json()["token_type"] == "bearer"
+    other_grant = await client.post(
+        "/api/v1/auth/login", data={**form, "grant_type": "client_credentials"}
+    )
+    assert assert_problem(other_grant, 422)["errors"][0]["loc"] == ["body", "grant_type"]
