@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, params, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -97,17 +98,6 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
-async def _require_utf8(request: Request) -> None:
-    """JSON on the wire is UTF-8 (RFC 8259). The framework answers other bytes with a bare
-    400; a body that cannot be decoded is malformed JSON like any other: 422."""
-    try:
-        (await request.body()).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", exc.start), "msg": "Not UTF-8", "input": {}}]
-        ) from exc
-
-
 class ProblemRoute(APIRoute):
     """Checks a body's media type before parsing it (415, instead of the framework's 422
     about a missing dict), and hands the database connection back as soon as the response
@@ -121,16 +111,20 @@ class ProblemRoute(APIRoute):
 
         async def route_handler(request: Request) -> Response:
             if body_kind is not None and _has_body(request):
-                await _check_body(request, body_kind)
+                _check_body(request, body_kind)
             try:
                 return await handler(request)
+            except StarletteHTTPException as exc:
+                if (malformed := _as_malformed_json(exc)) is None:
+                    raise
+                raise malformed from exc
             finally:
                 await release_session(request)
 
         return route_handler
 
 
-async def _check_body(request: Request, kind: str) -> None:
+def _check_body(request: Request, kind: str) -> None:
     media_type = _media_type(request)
     if kind == "form":
         if media_type not in FORM_TYPES:
@@ -138,7 +132,22 @@ async def _check_body(request: Request, kind: str) -> None:
         return
     if not _is_json(media_type):
         raise UnsupportedMediaType("Send this body as application/json.")
-    await _require_utf8(request)
+
+
+def _as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
+    """The framework answers a body it cannot parse for reasons other than a syntax error
+    (not UTF-8, nested too deep, a number too long to convert) with a bare 400. To a client
+    these are malformed JSON like any other: a 422, as for a syntax error."""
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
+        exc.__cause__, ValueError | RecursionError
+    ):
+        reason = (
+            "not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
+        )
+        return RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"The JSON {reason}.", "input": {}}]
+        )
+    return None
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:

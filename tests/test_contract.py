@@ -78,9 +78,11 @@ async def test_json_with_a_charset_or_a_json_suffix_is_fine(
 
 MALFORMED = [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b"\x80abc", b"\xe9t\xe9"]
 LONE_SURROGATE = b'{"name": "\\ud800"}'
+TOO_DEEP = b"[" * 200_000 + b"]" * 200_000
+TOO_LONG_A_NUMBER = b'{"name": ' + b"9" * 5000 + b"}"
 
 
-@pytest.mark.parametrize("payload", [*MALFORMED, LONE_SURROGATE])
+@pytest.mark.parametrize("payload", [*MALFORMED, LONE_SURROGATE, TOO_DEEP, TOO_LONG_A_NUMBER])
 async def test_malformed_json_is_422(client: AsyncClient, alice: Account, payload: bytes) -> None:
     response = await client.post(
         "/api/v1/powers",
