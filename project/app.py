@@ -12,6 +12,7 @@ from project.accounts import ensure_superuser
 from project.config import Settings, get_settings
 from project.database import Database, migrate
 from project.errors import FieldError, Problem, install_error_handlers
+from project.metrics import install_metrics
 from project.middleware import BodySizeLimitMiddleware, RequestContextMiddleware, configure_logging
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for route in module.router.routes
         if isinstance(route, APIRoute)
     ]
+    install_metrics(app, settings)
     return app
 
 

@@ -57,7 +57,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     cors_origins: Annotated[list[str], NoDecode] = []
     docs_enabled: bool = True
+    admin_enabled: bool = Field(default=True, description="Serve the admin UI at /admin.")
+    admin_session_hours: int = Field(
+        default=8, ge=1, description="An admin sign-in lasts this long, however busy."
+    )
     log_level: str = "INFO"
+
+    metrics_enabled: bool = Field(default=False, description="Serve Prometheus /metrics.")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token /metrics requires; required in production."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -76,6 +85,16 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY is the development key; set a random one in production")
         if "*" in self.cors_origins:
             raise ValueError("CORS_ORIGINS may not be '*': credentials are allowed")
+        return self
+
+    @model_validator(mode="after")
+    def _protect_metrics(self) -> "Settings":
+        if self.metrics_token is not None and not self.metrics_token.get_secret_value():
+            self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+            raise ValueError("METRICS_TOKEN must be at least 32 characters")
+        if self.environment == "production" and self.metrics_enabled and not self.metrics_token:
+            raise ValueError("METRICS_ENABLED in production needs a METRICS_TOKEN")
         return self
 
     @property

@@ -1,0 +1,145 @@
+"""Prometheus metrics at /metrics: requests and latency by route template and status, and
+the database connections in use.
+
+With several workers, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which
+scripts/start.sh sets) has every worker write its numbers to files there, and whichever
+worker answers /metrics adds them all up.
+"""
+
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as instruments
+from sqlalchemy import event
+
+from project.config import Settings
+from project.database import Database
+from project.errors import AuthenticationFailed
+
+METRICS_PATH = "/metrics"
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db$")
+
+
+class PoolGauges:
+    """Connections this worker has checked out of its pool, and how many it may."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # "livesum": /metrics shows the sum over the workers that are alive.
+        self.in_use = Gauge(
+            "db_pool_connections_in_use",
+            "Database connections checked out of the pool.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.capacity = Gauge(
+            "db_pool_connections_capacity",
+            "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+    def watch(self, database: Database) -> None:
+        pool = database.engine.pool
+        status = database.pool_status()
+        self.capacity.set(status["capacity"])
+        self.in_use.set(status["in_use"])
+
+        # Set from the pool's own count rather than counted up and down, so that a checkin
+        # without a checkout (a failed reconnect) cannot leave the gauge off for good.
+        def checked_out(*_: Any) -> None:
+            self.in_use.set(pool.checkedout())  # type: ignore[attr-defined]
+
+        def checked_in(*_: Any) -> None:
+            # The pool fires "checkin" before it takes the connection back.
+            self.in_use.set(pool.checkedout() - 1)  # type: ignore[attr-defined]
+
+        event.listen(database.engine.sync_engine, "checkout", checked_out)
+        event.listen(database.engine.sync_engine, "checkin", checked_in)
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that are gone (a crashed worker leaves its file
+    behind; uvicorn, unlike gunicorn, has no hook to call mark_process_dead from)."""
+    for path in Path(directory).iterdir():
+        match = _LIVE_GAUGE_FILE.match(path.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, under another user
+
+
+def _exposition(registry: CollectorRegistry) -> bytes:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return generate_latest(registry)
+    _forget_dead_workers(directory)
+    every_worker = CollectorRegistry()
+    multiprocess.MultiProcessCollector(every_worker, directory)  # type: ignore[no-untyped-call]
+    return generate_latest(every_worker)
+
+
+def _metrics_router(settings: Settings, registry: CollectorRegistry) -> APIRouter:
+    pool = PoolGauges(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs after the app's own lifespan has opened the database.
+        pool.watch(app.state.database)
+        yield
+
+    def require_token(request: Request) -> None:
+        if settings.metrics_token is None:
+            return
+        expected = settings.metrics_token.get_secret_value().encode()
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected):
+            raise AuthenticationFailed("/metrics needs the metrics bearer token.")
+
+    router = APIRouter(lifespan=lifespan, include_in_schema=False)
+
+    # A plain def: FastAPI runs it in a thread, so reading the workers' files never blocks
+    # the event loop.
+    @router.get(METRICS_PATH, dependencies=[Depends(require_token)])
+    def metrics() -> Response:
+        return Response(_exposition(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_metrics(app: FastAPI, settings: Settings) -> None:
+    """Instrument every request and serve /metrics, when METRICS_ENABLED."""
+    if not settings.metrics_enabled:
+        return
+    # A registry per app, so that apps built side by side (tests) count separately.
+    registry = CollectorRegistry()
+    instrumentator = Instrumentator(
+        should_group_status_codes=False,  # 401, 404, 412 and 429 each tell something
+        should_group_untemplated=True,  # unknown paths count as handler="none"
+        excluded_handlers=[f"^{METRICS_PATH}$"],
+        registry=registry,
+    )
+    instrumentator.add(
+        instruments.requests(registry=registry),
+        instruments.latency(registry=registry),
+    )
+    instrumentator.instrument(app)
+    app.include_router(_metrics_router(settings, registry))
