@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from project.accounts import ensure_superuser
+from project.admin import install_admin
 from project.config import Settings, get_settings
 from project.database import Database, migrate
 from project.errors import FieldError, Problem, install_error_handlers
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(route, APIRoute)
     ]
     install_metrics(app, settings)
+    install_admin(app, settings)
     return app
 
 
