@@ -1,19 +1,66 @@
 """Account operations shared by the API, the startup hook and the command line."""
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project.errors import Conflict
+from project import throttle
+from project.config import Settings
+from project.errors import AuthenticationFailed, Conflict
 from project.models import User
 from project.security import PasswordHasher
 
 logger = logging.getLogger("project.accounts")
 
 EMAIL_TAKEN = "An account with this email already exists."
+BAD_CREDENTIALS = "Incorrect email or password."
+LAST_SUPERUSER = "This is the last active superuser: make another one first."
+
+
+def _active(user: User) -> bool:
+    return user.is_active
+
+
+async def check_credentials(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    settings: Settings,
+    email: str,
+    password: str,
+    client: str,
+    allowed: Callable[[User], bool] = _active,
+) -> User:
+    """The user these credentials sign in, through login throttling (429 when over the
+    limit). Unknown email, wrong password and a user who is not `allowed` take the same path
+    and fail alike (401), and each counts as a failed attempt."""
+    email = email.strip().lower()
+    attempt = await throttle.begin_attempt(session, settings, email, client)
+    user = await session.scalar(select(User).where(col(User.email) == email))
+    await session.commit()  # hold no transaction, lock or connection while hashing
+    if not await hasher.verify(password, user.hashed_password if user else None):
+        raise AuthenticationFailed(BAD_CREDENTIALS)
+    if user is None or not allowed(user):
+        raise AuthenticationFailed(BAD_CREDENTIALS)
+    await throttle.forget_attempt(session, attempt)
+    return user
+
+
+async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
+    """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
+    database is (SQLite), so two superusers cannot demote each other at the same moment."""
+    if not (user.is_superuser and user.is_active):
+        return
+    others = await session.scalars(
+        select(col(User.id))
+        .where(col(User.is_superuser), col(User.is_active), col(User.id) != user.id)
+        .with_for_update()
+    )
+    if others.first() is None:
+        raise Conflict(LAST_SUPERUSER)
 
 
 async def create_user(

@@ -20,7 +20,7 @@ from project.admin.resources import TEAM_TAKEN
 from project.app import create_app
 from project.config import Settings
 from project.models import User
-from project.routers.users import LAST_SUPERUSER
+from project.accounts import LAST_SUPERUSER
 from tests.conftest import AccountFactory
 from tests.factories import PASSWORD, Account, create, login
 

@@ -17,9 +17,10 @@ from sqlalchemy import select, update
 from sqlmodel import col
 from starlette.requests import Request
 
-from project import throttle
+from project.accounts import check_credentials
 from project.config import Settings
 from project.database import Database
+from project.errors import AuthenticationFailed
 from project.models import AuthSession, User, utcnow
 from project.routers.auth import LoginForm, client_address
 from project.security import PasswordHasher
@@ -71,20 +72,20 @@ class AdminAuth(AuthenticationBackend):
             )
         except ValidationError:
             return False
-        email = credentials.username.strip().lower()
         hasher: PasswordHasher = self._app.state.hasher
         async with self._database.session(write=True) as session:
-            attempt = await throttle.begin_attempt(
-                session, self._settings, email, client_address(request)
-            )
-            user = await session.scalar(select(User).where(col(User.email) == email))
-            await session.commit()  # hold no transaction, lock or connection while hashing
-            hashed = user.hashed_password if user else None
-            if not await hasher.verify(credentials.password, hashed):
+            try:
+                user = await check_credentials(
+                    session,
+                    hasher,
+                    self._settings,
+                    credentials.username,
+                    credentials.password,
+                    client_address(request),
+                    allowed=lambda user: user.is_active and user.is_superuser,
+                )
+            except AuthenticationFailed:
                 return False
-            if user is None or not (user.is_active and user.is_superuser):
-                return False
-            await throttle.forget_attempt(session, attempt)
             login = AuthSession(user_id=user.id)
             session.add(login)
             await session.commit()

@@ -10,14 +10,13 @@ from starlette.requests import Request
 from wtforms import PasswordField, validators  # type: ignore[import-untyped]
 
 from project import login_sessions
-from project.accounts import EMAIL_TAKEN, create_user
+from project.accounts import EMAIL_TAKEN, create_user, ensure_not_last_superuser
 from project.admin.auth import signed_in
 from project.admin.base import AppView, labels
 from project.admin.forms import GONE, as_uuid, blank_to_none, validated
 from project.models import NO_NUL, PASSWORD_MAX, PASSWORD_MIN, User, UserCreate, UserUpdate
 
 # The one rule users.py keeps privately; see the report on moving it into accounts.py.
-from project.routers.users import _ensure_not_last_superuser as ensure_not_last_superuser
 
 HELP = (
     "Required for a new user. For an existing one, leave it empty to keep the password; "

@@ -2,14 +2,11 @@ from typing import Annotated
 
 from fastapi import Form, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlmodel import col
 
-from project import login_sessions, throttle
-from project.accounts import create_user
+from project import login_sessions
+from project.accounts import check_credentials, create_user
 from project.config import SettingsDep
 from project.database import SessionDep
-from project.errors import AuthenticationFailed
 from project.models import (
     NO_NUL,
     PASSWORD_MAX,
@@ -23,8 +20,6 @@ from project.routing import api_router, problems
 from project.security import CurrentUser, HasherDep, TokensDep
 
 router = api_router("/auth", ["auth"])
-
-BAD_CREDENTIALS = "Incorrect email or password."
 
 
 class LoginForm(BaseModel):
@@ -66,16 +61,9 @@ async def login(
     settings: SettingsDep,
 ) -> TokenPair:
     """Sign in with email (as `username`) and password; returns an access and a refresh token."""
-    email = form.username.strip().lower()
-    attempt = await throttle.begin_attempt(session, settings, email, client_address(request))
-    user = await session.scalar(select(User).where(col(User.email) == email))
-    await session.commit()  # hold no transaction, lock or connection while hashing
-    # Unknown email, wrong password and inactive account take the same path and answer alike.
-    if not await hasher.verify(form.password, user.hashed_password if user else None):
-        raise AuthenticationFailed(BAD_CREDENTIALS)
-    if user is None or not user.is_active:
-        raise AuthenticationFailed(BAD_CREDENTIALS)
-    await throttle.forget_attempt(session, attempt)
+    user = await check_credentials(
+        session, hasher, settings, form.username, form.password, client_address(request)
+    )
     pair = await login_sessions.start(session, tokens, user.id)
     await session.commit()
     return pair

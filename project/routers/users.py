@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import login_sessions
-from project.accounts import EMAIL_TAKEN
+from project.accounts import EMAIL_TAKEN, ensure_not_last_superuser
 from project.database import SessionDep
 from project.errors import BadRequest, Conflict, NotFound
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
@@ -18,8 +18,6 @@ from project.security import CurrentPrincipal, CurrentUser, HasherDep, Superuser
 
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 
-LAST_SUPERUSER = "This is the last active superuser: make another one first."
-
 
 class UserQuery(ListQuery):
     sort: Literal["email", "-email", "created_at", "-created_at"] = "created_at"
@@ -28,20 +26,6 @@ class UserQuery(ListQuery):
 
 
 SORTS = {"email": col(User.email), "created_at": col(User.created_at)}
-
-
-async def _ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
-    """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
-    database is (SQLite), so two superusers cannot demote each other at the same moment."""
-    if not (user.is_superuser and user.is_active):
-        return
-    others = await session.scalars(
-        select(col(User.id))
-        .where(col(User.is_superuser), col(User.is_active), col(User.id) != user.id)
-        .with_for_update()
-    )
-    if others.first() is None:
-        raise Conflict(LAST_SUPERUSER)
 
 
 async def _save(session: AsyncSession, user: User) -> User:
@@ -57,7 +41,7 @@ async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> Us
     data = changes.model_dump(exclude_unset=True)
     ends_sessions = data.get("is_active") is False and user.is_active
     if data.get("is_active") is False or data.get("is_superuser") is False:
-        await _ensure_not_last_superuser(session, user)
+        await ensure_not_last_superuser(session, user)
     for field, value in data.items():
         setattr(user, field, value)
     if ends_sessions:
@@ -115,7 +99,7 @@ async def change_password(
 )
 async def delete_me(session: SessionDep, user: CurrentUser) -> None:
     """Delete the caller's account, with every team, hero and power it owns."""
-    await _ensure_not_last_superuser(session, user)
+    await ensure_not_last_superuser(session, user)
     await session.delete(user)
     await session.commit()
 
@@ -168,6 +152,6 @@ async def update_user(body: UserUpdate, session: SessionDep, user: AnyUser) -> U
 )
 async def delete_user(session: SessionDep, user: AnyUser) -> None:
     """Delete an account and everything it owns (superusers only)."""
-    await _ensure_not_last_superuser(session, user)
+    await ensure_not_last_superuser(session, user)
     await session.delete(user)
     await session.commit()
