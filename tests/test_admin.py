@@ -14,13 +14,13 @@ from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import update
 from sqlmodel import col
 
+from project.accounts import LAST_SUPERUSER
 from project.admin.forms import STALE
 from project.admin.guard import CROSS_SITE
 from project.admin.resources import TEAM_TAKEN
 from project.app import create_app
 from project.config import Settings
 from project.models import User
-from project.accounts import LAST_SUPERUSER
 from tests.conftest import AccountFactory
 from tests.factories import PASSWORD, Account, create, login
 
