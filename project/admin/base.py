@@ -18,7 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from wtforms import HiddenField  # type: ignore[import-untyped]
+from wtforms import HiddenField
 
 from project.admin.forms import STALE, ChoicesConverter, as_uuid, owner_email, owner_emails
 from project.database import Database

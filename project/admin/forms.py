@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import RelationshipProperty
 from sqlmodel import col
 from starlette.requests import Request
-from wtforms import validators  # type: ignore[import-untyped]
+from wtforms import validators
 
 from project.models import Power, Team, User
 

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 from sqladmin.filters import BooleanFilter
 from starlette.requests import Request
-from wtforms import PasswordField, validators  # type: ignore[import-untyped]
+from wtforms import PasswordField, validators
 
 from project import login_sessions
 from project.accounts import EMAIL_TAKEN, create_user, ensure_not_last_superuser
