@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from project.errors import InvalidField
-from project.models import NAME_MAX, NO_NUL
+from project.models import NAME_MAX, NO_NUL, fold
 
 T = TypeVar("T")
 PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})
@@ -54,6 +54,12 @@ def search_text() -> Any:
     )
 
 
+def like_pattern(text: str) -> str:
+    """`text` as a case-insensitive substring pattern for `LIKE ... ESCAPE '/'`."""
+    escaped = fold(text).replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(
@@ -69,9 +75,21 @@ class Page(BaseModel, Generic[T]):
         return data
 
 
+_fingerprints: dict[tuple[Any, ...], str] = {}
+
+
 def _fingerprint(query: ListQuery) -> str:
-    scope = query.model_dump(mode="json", exclude=set(PAGING_FIELDS))
-    return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
+    # Asked on every page; the few sorts and filters clients use repeat, so remember them.
+    kind = type(query)
+    scope = (kind, *(getattr(query, f) for f in kind.model_fields if f not in PAGING_FIELDS))
+    found = _fingerprints.get(scope)
+    if found is None:
+        dumped = query.model_dump(mode="json", exclude=set(PAGING_FIELDS))
+        found = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+        if len(_fingerprints) >= 4096:
+            _fingerprints.clear()
+        _fingerprints[scope] = found
+    return found
 
 
 class Pager:
@@ -141,7 +159,7 @@ class Pager:
         return [row[0] for row in rows], next_cursor, total
 
 
-def get_pager(request: Request) -> Pager:
+async def get_pager(request: Request) -> Pager:  # async: a plain def runs in a thread
     pager: Pager = request.app.state.pager
     return pager
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,16 +13,18 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from passlib.context import CryptContext
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, bindparam, select, true
 from sqlmodel import col
 
 from project.config import Settings
 from project.database import SessionDep
+from project.direct import AnySelect, Reader, Statements
 from project.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
 from project.models import AuthSession, User
 
 TokenKind = Literal["access", "refresh"]
 ALGORITHM = "HS256"
+VERIFIED_TOKENS = 10_000  # remembered per process, about 4 MB at most
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud", "sid", "type"]
 
 
@@ -87,6 +90,7 @@ class TokenCodec:
             "access": timedelta(minutes=settings.access_token_minutes),
             "refresh": timedelta(days=settings.refresh_token_days),
         }
+        self._verified: dict[tuple[TokenKind, str], Claims] = {}
 
     def encode(
         self, kind: TokenKind, user_id: uuid.UUID, session_id: uuid.UUID
@@ -106,6 +110,22 @@ class TokenCodec:
         return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
 
     def decode(self, token: str, kind: TokenKind) -> Claims:
+        """The claims of a valid token of this kind, or 401. A token verified before is
+        looked up instead of verified again (the signature check costs more than the rest
+        of a cached read): nothing but the clock can change its verdict, and expiry is
+        checked on every use."""
+        found = self._verified.get((kind, token))
+        if found is not None:
+            if time.time() < found.expires_at.timestamp():
+                return found
+            del self._verified[(kind, token)]
+        claims = self._verify(token, kind)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[(kind, token)] = claims
+        return claims
+
+    def _verify(self, token: str, kind: TokenKind) -> Claims:
         try:
             payload = jwt.decode(
                 token,
@@ -127,12 +147,14 @@ class TokenCodec:
             raise AuthenticationFailed() from exc
 
 
-def get_hasher(request: Request) -> PasswordHasher:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` in a
+# worker thread, a thread hop per request for an attribute lookup.
+async def get_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher
 
 
-def get_tokens(request: Request) -> TokenCodec:
+async def get_tokens(request: Request) -> TokenCodec:
     tokens: TokenCodec = request.app.state.tokens
     return tokens
 
@@ -140,6 +162,7 @@ def get_tokens(request: Request) -> TokenCodec:
 HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 TokensDep = Annotated[TokenCodec, Depends(get_tokens)]
 
+_STATEMENTS = Statements()
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/login", auto_error=False)
 
 
@@ -151,25 +174,72 @@ class Principal:
     session_id: uuid.UUID
 
 
-async def get_principal(
-    session: SessionDep,
-    tokens: TokensDep,
-    token: Annotated[str | None, Depends(bearer_scheme)],
-) -> Principal:
+async def get_claims(
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> Claims:
+    """The claims of a well-signed, unexpired access token. Whether its session is still
+    live is for the database to say: see `live_session`."""
     if not token:
         raise AuthenticationFailed("Not authenticated: send `Authorization: Bearer <token>`.")
-    claims = tokens.decode(token, "access")
-    # One round trip checks the signature's subject, the session (logout, rotation abuse)
-    # and the account (deactivation) together.
+    tokens: TokenCodec = request.app.state.tokens  # not a dependency: each costs a little
+    return tokens.decode(token, "access")
+
+
+AccessClaims = Annotated[Claims, Depends(get_claims)]
+
+
+def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
+    """True on the row of `users` joined to `auth_sessions` when the token's session has not
+    ended (logout, rotation abuse) and its user is active. Values or bind parameters."""
+    return and_(
+        col(AuthSession.user_id) == col(User.id),
+        col(AuthSession.id) == session_id,
+        col(AuthSession.revoked_at).is_(None),
+        col(User.id) == user_id,
+        col(User.is_active).is_(True),
+    )
+
+
+def _principal_statement() -> AnySelect:
+    return (
+        select(col(User.id), col(User.is_superuser))
+        .join(AuthSession, true())
+        .where(live_session(bindparam("sid"), bindparam("uid")))
+    )
+
+
+async def check_principal(db: Reader, claims: Claims) -> tuple[uuid.UUID, bool]:
+    """The caller's user id and whether a superuser, or 401: the token's session must be
+    live and its user active (one statement, on a connection the caller goes on using)."""
+    statement = _STATEMENTS.get(db.dialect, "principal", _principal_statement)
+    rows = await db.fetch(statement, sid=claims.session_id, uid=claims.user_id)
+    if not rows:
+        raise AuthenticationFailed()
+    user_id, superuser = rows[0]
+    return user_id, bool(superuser)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, when a route needs no more of the account than this."""
+
+    id: uuid.UUID
+    is_superuser: bool
+
+
+async def get_caller(session: SessionDep, claims: AccessClaims) -> Caller:
+    """The caller, checked by one compiled statement on the request's own connection (in
+    its transaction), without loading the account into the session."""
+    db = await Reader.of(await session.connection())
+    return Caller(*await check_principal(db, claims))
+
+
+async def get_principal(session: SessionDep, claims: AccessClaims) -> Principal:
+    # One round trip checks the signature's subject, the session and the account together.
     user = await session.scalar(
         select(User)
-        .join(AuthSession, col(AuthSession.user_id) == User.id)
-        .where(
-            col(AuthSession.id) == claims.session_id,
-            col(AuthSession.revoked_at).is_(None),
-            col(User.id) == claims.user_id,
-            col(User.is_active).is_(True),
-        )
+        .join(AuthSession, true())
+        .where(live_session(claims.session_id, claims.user_id))
     )
     if user is None:
         raise AuthenticationFailed()
@@ -187,5 +257,6 @@ async def get_superuser(user: Annotated[User, Depends(get_current_user)]) -> Use
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 Superuser = Annotated[User, Depends(get_superuser)]

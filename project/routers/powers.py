@@ -19,7 +19,7 @@ from project.models import (
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
 from project.routing import api_router, created, fetched, problems
-from project.security import CurrentUser
+from project.security import CurrentCaller
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
 
@@ -41,7 +41,7 @@ def _respond(power: Power, response: Response) -> PowerPublic:
 
 @router.get("")
 async def list_powers(
-    query: Annotated[PowerQuery, Query()], session: SessionDep, user: CurrentUser, pager: PagerDep
+    query: Annotated[PowerQuery, Query()], session: SessionDep, user: CurrentCaller, pager: PagerDep
 ) -> Page[PowerPublic]:
     """The caller's powers (everyone's for a superuser), one page at a time."""
     stmt = visible_to(select(Power), Power, user)
@@ -59,7 +59,11 @@ async def list_powers(
     responses={**created("power"), **problems(status.HTTP_409_CONFLICT)},
 )
 async def create_power(
-    body: PowerCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
+    body: PowerCreate,
+    session: SessionDep,
+    user: CurrentCaller,
+    request: Request,
+    response: Response,
 ) -> PowerPublic:
     """Create a power owned by the caller."""
     power = Power.model_validate(body, update={"owner_id": user.id})

@@ -9,12 +9,13 @@ from sqlmodel import col
 
 from project.conditional import make_etag, not_modified, require_match
 from project.database import SessionDep, commit
+from project.direct import Reader
 from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold, utcnow
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
 from project.routing import api_router, created, fetched, problems
-from project.security import CurrentUser
+from project.security import CurrentCaller
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
 
@@ -61,7 +62,7 @@ def _etag(team: TeamDetail) -> str:
 
 @router.get("")
 async def list_teams(
-    query: Annotated[TeamQuery, Query()], session: SessionDep, user: CurrentUser, pager: PagerDep
+    query: Annotated[TeamQuery, Query()], session: SessionDep, user: CurrentCaller, pager: PagerDep
 ) -> Page[TeamDetail]:
     """The caller's teams (everyone's for a superuser), one page at a time."""
     stmt = visible_to(select(Team), Team, user)
@@ -81,7 +82,7 @@ async def list_teams(
     responses={**created("team"), **problems(status.HTTP_409_CONFLICT)},
 )
 async def create_team(
-    body: TeamCreate, session: SessionDep, user: CurrentUser, request: Request, response: Response
+    body: TeamCreate, session: SessionDep, user: CurrentCaller, request: Request, response: Response
 ) -> TeamDetail:
     """Create a team owned by the caller."""
     team = Team.model_validate(body, update={"owner_id": user.id})
@@ -141,14 +142,15 @@ async def delete_team(team: OwnedTeam, session: SessionDep, request: Request) ->
     await commit(session)
 
 
-@router.get("/{id}/heroes", responses=ONE)
+@router.get("/{id}/heroes", response_model=Page[HeroPublic], responses=ONE)
 async def list_team_heroes(
     team: OwnedTeam,
     query: Annotated[HeroFilters, Query()],
     session: SessionDep,
-    user: CurrentUser,
+    user: CurrentCaller,
     pager: PagerDep,
-) -> Page[HeroPublic]:
+) -> Response:
     """The heroes of one team, one page at a time."""
     scoped = HeroQuery(**query.model_dump(), team_id=team.id)
-    return await hero_page(session, pager, user, scoped)
+    db = await Reader.of(await session.connection())  # in the transaction that found the team
+    return await hero_page(db, pager, None if user.is_superuser else user.id, scoped)

@@ -1,0 +1,286 @@
+"""The baselines, served by the same uvicorn settings as the service.
+
+* `/bare/...` answer the very JSON the service answers, from memory: FastAPI and HTTP alone.
+* `/raw/...` do the database work by hand with the driver (aiosqlite or asyncpg, no ORM, no
+  auth) and build the same JSON: one statement per read, one INSERT per create.
+
+Configured by environment variables that the harness sets: `BENCH_DATABASE_URL` (the
+service's URL) and `BENCH_FIXTURE` (a JSON file of the service's own answers and ids).
+"""
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+import asyncpg
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+POOL_SIZE = 10  # the service's DB_POOL_SIZE default
+HERO = (
+    "h.id, h.created_at, h.updated_at, h.name, h.secret_name, h.age, h.owner_id, h.team_id,"
+    " h.version"
+)
+TEAM = "t.id, t.created_at, t.updated_at, t.name, t.headquarters, t.owner_id, t.version"
+POWER = "p.id, p.created_at, p.updated_at, p.name, p.description, p.owner_id, p.version"
+# Column lists and placeholders only: every value is a bound parameter.
+ONE_HERO = f"""
+SELECT {HERO}, {TEAM}, {POWER} FROM heroes h
+LEFT JOIN teams t ON t.id = h.team_id
+LEFT JOIN hero_powers hp ON hp.hero_id = h.id LEFT JOIN powers p ON p.id = hp.power_id
+WHERE h.id = {{0}} ORDER BY p.name_key"""  # noqa: S608
+PAGE = f"""
+SELECT {HERO}, {TEAM} FROM heroes h LEFT JOIN teams t ON t.id = h.team_id
+WHERE h.owner_id = {{0}} ORDER BY h.created_at, h.id LIMIT {{1}}"""  # noqa: S608
+PAGE_POWERS = f"""
+SELECT hp.hero_id, {POWER} FROM hero_powers hp JOIN powers p ON p.id = hp.power_id
+WHERE hp.hero_id {{0}} ORDER BY p.name_key"""  # noqa: S608
+INSERT = """
+INSERT INTO heroes (id, name, secret_name, age, team_id, owner_id, name_key, version,
+                    created_at, updated_at)
+VALUES ({0}, {1}, {2}, {3}, NULL, {4}, {5}, 1, {6}, {7})"""
+
+
+class HeroIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    secret_name: str = Field(min_length=1, max_length=255)
+    age: int | None = Field(default=None, ge=0, le=10_000)
+
+
+class SQLite:
+    """A fixed pool of aiosqlite connections with the service's pragmas."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+
+    async def open(self) -> None:
+        for _ in range(POOL_SIZE):
+            conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
+            for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
+                await conn.execute(f"PRAGMA {pragma}")
+            self.idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            await self.idle.get_nowait().close()
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        conn = await self.idle.get()
+        try:
+            return list(await conn.execute_fetchall(sql, args))
+        finally:
+            self.idle.put_nowait(conn)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        conn = await self.idle.get()
+        try:
+            await conn.execute(sql, args)
+        finally:
+            self.idle.put_nowait(conn)
+
+    @staticmethod
+    def param(n: int) -> str:
+        return "?"
+
+    @staticmethod
+    def uid(value: str) -> str:
+        return str(uuid.UUID(value))
+
+    @staticmethod
+    def to_db_uid(value: uuid.UUID) -> str:
+        return value.hex
+
+    @staticmethod
+    def ts(value: str) -> str:
+        text = value.replace(" ", "T")
+        return (text[:-7] if text.endswith(".000000") else text) + "Z"
+
+    @staticmethod
+    def to_db_ts(value: datetime) -> str:
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class Postgres:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self.pool = await asyncpg.create_pool(self.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        assert self.pool is not None
+        return await self.pool.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        assert self.pool is not None
+        await self.pool.execute(sql, *args)
+
+    @staticmethod
+    def param(n: int) -> str:
+        return f"${n}"
+
+    @staticmethod
+    def uid(value: uuid.UUID) -> str:
+        return str(value)
+
+    @staticmethod
+    def to_db_uid(value: uuid.UUID) -> uuid.UUID:
+        return value
+
+    @staticmethod
+    def ts(value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @staticmethod
+    def to_db_ts(value: datetime) -> datetime:
+        return value
+
+
+Database = SQLite | Postgres
+
+
+def _database(url: str) -> Database:
+    if url.startswith("sqlite"):
+        return SQLite(url.split(":///", 1)[1])
+    return Postgres(url.replace("postgresql+asyncpg://", "postgresql://"))
+
+
+def _hero(db: Database, r: Sequence[Any]) -> dict[str, Any]:
+    team = None
+    if r[9] is not None:
+        team = {
+            "id": db.uid(r[9]),
+            "created_at": db.ts(r[10]),
+            "updated_at": db.ts(r[11]),
+            "name": r[12],
+            "headquarters": r[13],
+            "owner_id": db.uid(r[14]),
+            "version": r[15],
+        }
+    return {
+        "id": db.uid(r[0]),
+        "created_at": db.ts(r[1]),
+        "updated_at": db.ts(r[2]),
+        "name": r[3],
+        "secret_name": r[4],
+        "age": r[5],
+        "owner_id": db.uid(r[6]),
+        "team_id": db.uid(r[7]) if r[7] is not None else None,
+        "version": r[8],
+        "team": team,
+        "powers": [],
+    }
+
+
+def _power(db: Database, r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": db.uid(r[0]),
+        "created_at": db.ts(r[1]),
+        "updated_at": db.ts(r[2]),
+        "name": r[3],
+        "description": r[4],
+        "owner_id": db.uid(r[5]),
+        "version": r[6],
+    }
+
+
+def create_app() -> FastAPI:
+    db = _database(os.environ["BENCH_DATABASE_URL"])
+    with open(os.environ["BENCH_FIXTURE"]) as file:
+        fixture = json.load(file)
+    owner = db.to_db_uid(uuid.UUID(fixture["owner_id"]))
+    p = db.param
+    one_hero = ONE_HERO.format(p(1))
+    page = PAGE.format(p(1), p(2))
+    insert = INSERT.format(*(p(n) for n in range(1, 9)))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.open()
+        yield
+        await db.close()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None)
+
+    @app.get("/bare/hero")
+    async def bare_hero() -> JSONResponse:
+        return JSONResponse(fixture["hero"])
+
+    @app.get("/bare/heroes")
+    async def bare_page() -> JSONResponse:
+        return JSONResponse(fixture["page"])
+
+    @app.post("/bare/heroes")
+    async def bare_create(body: HeroIn) -> JSONResponse:
+        return JSONResponse(fixture["created"], status_code=201)
+
+    @app.get("/raw/heroes/{hero_id}")
+    async def raw_hero(hero_id: uuid.UUID) -> JSONResponse:
+        rows = await db.fetch(one_hero, db.to_db_uid(hero_id))
+        if not rows:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        hero = _hero(db, rows[0])
+        hero["powers"] = [_power(db, r[16:]) for r in rows if r[16] is not None]
+        return JSONResponse(hero)
+
+    @app.get("/raw/heroes")
+    async def raw_page(limit: int = 50) -> JSONResponse:
+        rows = await db.fetch(page, owner, limit + 1)
+        heroes = [_hero(db, r) for r in rows[:limit]]
+        if heroes:
+            ids = [r[0] for r in rows[:limit]]
+            if isinstance(db, SQLite):
+                marks = ",".join("?" * len(ids))
+                powers = await db.fetch(PAGE_POWERS.format(f"IN ({marks})"), *ids)
+            else:
+                powers = await db.fetch(PAGE_POWERS.format("= ANY($1::uuid[])"), ids)
+            by_id = {h["id"]: h for h in heroes}
+            for r in powers:
+                by_id[db.uid(r[0])]["powers"].append(_power(db, r[1:]))
+        cursor = heroes[-1]["id"] if len(rows) > limit else None
+        return JSONResponse({"items": heroes, "next_cursor": cursor})
+
+    @app.post("/raw/heroes", status_code=201)
+    async def raw_create(body: HeroIn) -> JSONResponse:
+        hero_id, now = uuid.uuid4(), datetime.now(UTC)
+        await db.execute(
+            insert,
+            db.to_db_uid(hero_id),
+            body.name,
+            body.secret_name,
+            body.age,
+            owner,
+            body.name.casefold(),
+            db.to_db_ts(now),
+            db.to_db_ts(now),
+        )
+        stamp = now.isoformat().replace("+00:00", "Z")
+        created = {
+            "id": str(hero_id),
+            "created_at": stamp,
+            "updated_at": stamp,
+            **body.model_dump(),
+            "owner_id": fixture["owner_id"],
+            "team_id": None,
+            "version": 1,
+            "team": None,
+            "powers": [],
+        }
+        return JSONResponse(created, status_code=201)
+
+    return app

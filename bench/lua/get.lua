@@ -1,0 +1,1 @@
+-- A GET of the URL given to wrk; headers come from -H.

@@ -1,0 +1,173 @@
+"""Targets, the results table, the JSON file, the chart and docs/benchmarks.md."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.load import Result
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+X = "\N{MULTIPLICATION SIGN}"  # ratios read "0.52x raw" with a real times sign
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+@dataclass
+class Check:
+    database: str
+    scenario: str
+    target: str
+    measured: str
+    met: bool
+
+
+Results = dict[str, dict[str, dict[str, Result]]]
+
+
+def checks(results: Results) -> list[Check]:
+    found = []
+    for db, by_scenario in results.items():
+        r = by_scenario
+        if not {"S1", "S2", "S3", "S4", "S5", "S6"} <= r.keys():
+            continue  # a partial run (--only) checks nothing
+        s1, s2, s3 = (r[s]["service"].rps / r[s]["raw"].rps for s in ("S1", "S2", "S3"))
+        s4 = r["S4"]["service"].p99_ms / r["S1"]["service"].p99_ms
+        s5 = r["S5"]["deep"].p50_ms / r["S5"]["first"].p50_ms
+        errors3, errors6 = r["S3"]["service"].errors, r["S6"]["service"].errors
+        found += [
+            Check(db, "S1", f"≥ 0.4{X} raw (aim 0.5{X})", f"{s1:.2f}{X} raw", s1 >= 0.4),
+            Check(db, "S2", f"≥ 0.5{X} raw", f"{s2:.2f}{X} raw", s2 >= 0.5),
+            Check(
+                db,
+                "S3",
+                f"0 errors, ≥ 0.3{X} raw",
+                f"{errors3} errors, {s3:.2f}{X} raw",
+                errors3 == 0 and s3 >= 0.3,
+            ),
+            Check(db, "S4", f"p99 ≤ 5{X} S1's p99", f"{s4:.2f}{X} S1's p99", s4 <= 5),
+            Check(db, "S5", f"deep p50 ≤ 1.5{X} first", f"{s5:.2f}{X} first page", s5 <= 1.5),
+            Check(
+                db,
+                "S6",
+                "0 errors",
+                f"{errors6} errors, {r['S6']['service'].rps:.0f} req/s",
+                errors6 == 0,
+            ),
+        ]
+    return found
+
+
+def table(results: Results) -> str:
+    lines = [
+        f"| database | scenario | endpoint | req/s | p50 ms | p99 ms | errors | {X} raw "
+        f"| {X} bare |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for db, by_scenario in results.items():
+        for scenario, runs in by_scenario.items():
+            for endpoint, res in runs.items():
+                ratios = ["", ""]
+                if endpoint == "service":
+                    for i, base in enumerate(("raw", "bare")):
+                        if base in runs:
+                            ratios[i] = f"{res.rps / runs[base].rps:.2f}"
+                lines.append(
+                    f"| {NAMES[db]} | {scenario} | {endpoint} | {res.rps:,.0f} | {res.p50_ms:.2f} "
+                    f"| {res.p99_ms:.2f} | {res.errors} | {ratios[0]} | {ratios[1]} |"
+                )
+    return "\n".join(lines)
+
+
+def targets_table(found: list[Check]) -> str:
+    lines = ["| database | scenario | target | measured | met |", "|---|---|---|---|---|"]
+    for c in found:
+        met = "yes" if c.met else "**no**"
+        lines.append(f"| {NAMES[c.database]} | {c.scenario} | {c.target} | {c.measured} | {met} |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, meta: dict[str, Any], results: Results, found: list[Check]) -> None:
+    data = {
+        **meta,
+        "results": {
+            db: {s: {e: r.to_json() for e, r in runs.items()} for s, runs in by.items()}
+            for db, by in results.items()
+        },
+        "targets": [c.__dict__ for c in found],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def chart(path: Path, results: Results, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dbs = list(results)
+    fig, axes = plt.subplots(1, len(dbs), figsize=(6 * len(dbs), 4.5), squeeze=False)
+    colors = {"service": "#2f6db5", "raw": "#8c8c8c", "bare": "#d0d0d0"}
+    for ax, db in zip(axes[0], dbs, strict=True):
+        scenarios = ["S1", "S2", "S3"]
+        for offset, endpoint in enumerate(("service", "raw", "bare")):
+            xs = [i + (offset - 1) * 0.27 for i in range(len(scenarios))]
+            ys = [results[db][s][endpoint].rps for s in scenarios]
+            bars = ax.bar(xs, ys, width=0.27, color=colors[endpoint], label=endpoint)
+            if endpoint == "service":
+                for bar, s in zip(bars, scenarios, strict=True):
+                    ratio = results[db][s]["service"].rps / results[db][s]["raw"].rps
+                    ax.annotate(
+                        f"{ratio:.2f}{X} raw",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                    )
+        ax.set_xticks(range(len(scenarios)))
+        ax.set_xticklabels(["S1 one hero", "S2 page of 50", "S3 create"])
+        ax.set_ylabel("requests/s (higher is better)")
+        ax.set_title(NAMES[db])
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+DEFAULT_DOC = f"""# Benchmarks
+
+How fast the service is next to baselines measured in the same run (issue 6): a bare
+FastAPI endpoint that returns the same JSON from memory, and raw-driver endpoints (aiosqlite
+or asyncpg, no ORM, no auth) that read the same rows and do the same insert.
+
+{START}
+{END}
+"""
+
+
+def write_docs(results: Results, found: list[Check], meta: dict[str, Any]) -> Path:
+    doc = DOCS / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else DEFAULT_DOC
+    if START not in text or END not in text:
+        text = text.rstrip() + f"\n\n{START}\n{END}\n"
+    generated = "\n\n".join(
+        [
+            START,
+            f"Latest run: {meta['started']} ({meta['duration_s']:.0f} s), {meta['machine']}.\n"
+            f"Command: `{meta['command']}`. Each measured run lasts "
+            f"{meta['options']['duration']:g} s after {meta['options']['warmup']:g} s of "
+            f"warm-up; S6 lasts {meta['options']['mixed_duration']:g} s.",
+            "### Targets\n\n" + targets_table(found),
+            "### Every run\n\n" + table(results),
+            "![requests per second, service against baselines](benchmarks.png)",
+            END,
+        ]
+    )
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(head + generated + tail)
+    return doc

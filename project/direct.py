@@ -1,0 +1,135 @@
+"""Reads that skip the ORM session: one SELECT, compiled once per dialect, run straight on
+the pooled driver connection (aiosqlite or asyncpg).
+
+Through an `AsyncSession` a read costs a BEGIN, then a cursor, an execute, a fetch and a
+close per statement (on SQLite each is a hop to aiosqlite's thread), then a ROLLBACK. One
+SELECT needs none of that: it is its own snapshot. Values still pass through the column
+types' own processors, so rows hold what the ORM would have loaded (UUIDs, aware datetimes).
+"""
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import Insert, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+Processor = Callable[[Any], Any] | None
+AnySelect = Select[*tuple[Any, ...]]
+AnyInsert = Insert
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    sql: str
+    names: tuple[str, ...]  # bind parameter names, in positional order
+    defaults: dict[str, Any]  # values fixed in the statement itself
+    binds: tuple[Processor, ...]
+    results: tuple[Processor, ...]
+    # (column index, processor, group): columns of one type share a group, whose values
+    # are converted once per fetch (a page repeats its owner, a team, timestamps).
+    converters: tuple[tuple[int, Callable[[Any], Any], int], ...]
+
+
+def compile_select(stmt: AnySelect | AnyInsert, dialect: Dialect) -> Compiled:
+    compiled = stmt.compile(dialect=dialect)
+    names = tuple(compiled.positiontup or ())
+    binds = tuple(
+        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    )
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in stmt.exported_columns
+    )
+    groups: dict[Any, int] = {}
+    converters = tuple(
+        (i, process, groups.setdefault(column.type.__class__, len(groups)))
+        for i, (process, column) in enumerate(zip(results, stmt.exported_columns, strict=True))
+        if process is not None
+    )
+    return Compiled(compiled.string, names, dict(compiled.params), binds, results, converters)
+
+
+class Statements:
+    """Compiled statements by a key that fixes their shape (the values are bound later)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, Hashable], Compiled] = {}
+
+    def get(
+        self, dialect: Dialect, key: Hashable, build: Callable[[], AnySelect | AnyInsert]
+    ) -> Compiled:
+        found = self._cache.get((dialect.name, key))
+        if found is None:
+            found = self._cache[(dialect.name, key)] = compile_select(build(), dialect)
+        return found
+
+
+class Reader:
+    """Runs compiled statements on the driver of one pooled connection."""
+
+    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+        self._conn = conn
+        self._driver = driver
+        self._sqlite = conn.dialect.name == "sqlite"
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._conn.dialect
+
+    @classmethod
+    async def of(cls, conn: AsyncConnection) -> "Reader":
+        """A reader on `conn`, inside whatever transaction it has open."""
+        return cls(conn, (await conn.get_raw_connection()).driver_connection)
+
+    async def fetch(self, compiled: Compiled, **values: Any) -> list[tuple[Any, ...]]:
+        """Run one compiled statement (a SELECT, or a write that commits by itself) with
+        `values` for its bind parameters; the processed rows."""
+        given = {**compiled.defaults, **values}
+        args = [
+            value if bind is None else bind(value)
+            for bind, value in zip(compiled.binds, (given[n] for n in compiled.names), strict=True)
+        ]
+        events = self._conn.sync_connection.dispatch  # type: ignore[union-attr]
+        if events.before_cursor_execute:  # SQL logging and counting still see the statement
+            events.before_cursor_execute(self._conn, None, compiled.sql, args, None, False)
+        try:
+            if self._sqlite:
+                rows: Sequence[Any] = await self._driver.execute_fetchall(compiled.sql, args)
+            else:
+                rows = await self._driver.fetch(compiled.sql, *args)
+        except Exception as exc:
+            # An error the database answered leaves the connection usable; any other (a
+            # lost connection, a timeout) leaves it in doubt, so it is not pooled again.
+            lost = not isinstance(exc, (sqlite3.Error, asyncpg.PostgresError))
+            if lost:
+                await self._conn.invalidate()
+            if isinstance(exc, (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)):
+                # A constraint the data broke (a row deleted meanwhile): a 409, as via the ORM.
+                raise IntegrityError(compiled.sql, None, exc) from exc
+            raise DBAPIError(compiled.sql, None, exc, connection_invalidated=lost) from exc
+        known: list[dict[Any, Any]] = [{} for _ in compiled.converters]
+        processed = []
+        for row in rows:
+            cells = list(row)
+            for i, process, group in compiled.converters:
+                value = cells[i]
+                if value is not None:
+                    done = known[group].get(value)
+                    if done is None:
+                        done = known[group][value] = process(value)
+                    cells[i] = done
+            processed.append(tuple(cells))
+        return processed
+
+
+@asynccontextmanager
+async def reader(engine: AsyncEngine) -> AsyncIterator[Reader]:
+    """A pooled connection, outside any transaction: each statement is its own snapshot."""
+    async with engine.connect() as conn:
+        yield await Reader.of(conn)
