@@ -100,4 +100,9 @@ class LiveServer:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Stop it the way a deployment does, so its last log lines are written out; a
+        # server that does not stop in time is killed.
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.terminate(timeout=15)
         self.kill()

@@ -92,6 +92,27 @@ async def test_postgres_outage_is_503_then_recovers_without_a_restart(
     assert "Traceback" not in server.log()
 
 
+@needs_postgres
+async def test_a_database_restart_costs_no_request(
+    own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """Pooled connections die with the server; the check on checkout replaces them, so the
+    first requests after a restart succeed instead of failing on a stale connection."""
+    with LiveServer(own_postgres.url("faults"), tmp_path, env={"DB_POOL_SIZE": "4"}) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            auth = await _sign_up(http, "restart@example.com")
+            warm = await asyncio.gather(
+                *(http.get("/api/v1/heroes", headers=auth) for _ in range(8))
+            )
+            assert [r.status_code for r in warm] == [200] * 8
+            own_postgres.stop("fast")
+            own_postgres.start()
+            after = await asyncio.gather(
+                *(http.get("/api/v1/heroes", headers=auth) for _ in range(8))
+            )
+            assert [r.status_code for r in after] == [200] * 8
+
+
 async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     """64 concurrent writers on one SQLite file: no 500, no "database is locked", and every
     acknowledged write is there afterwards."""
@@ -231,6 +252,7 @@ async def test_logs_carry_no_password_token_or_hash(live: LiveServer) -> None:
         await http.post(
             "/api/v1/auth/register", json={"email": "quiet2@example.com", "password": "short"}
         )
+    live.terminate()  # log lines are written by a thread: let it finish
     log = live.log()
     assert '"route": "/api/v1/auth/login"' in log  # the requests were logged...
     for secret in (
