@@ -46,6 +46,10 @@ async def check_credentials(
     if user is None or not allowed(user):
         raise AuthenticationFailed(BAD_CREDENTIALS)
     await throttle.forget_attempt(session, attempt)
+    if hasher.outdated(user.hashed_password):
+        # Raised ARGON2_* settings reach old accounts as they sign in; the caller commits.
+        user.hashed_password = await hasher.hash(password)
+        session.add(user)
     return user
 
 

@@ -65,9 +65,9 @@ class PasswordHasher:
         ok: bool = await self._run(self._context.verify, password, hashed or self._dummy_hash)
         return ok and hashed is not None
 
-    def hash_sync(self, password: str) -> str:
-        """For command-line use only, where no event loop runs."""
-        return str(self._context.hash(password))
+    def outdated(self, hashed: str) -> bool:
+        """Whether a hash was made with weaker settings than today's (cheap: no hashing)."""
+        return bool(self._context.needs_update(hashed))
 
 
 @dataclass(frozen=True, slots=True)

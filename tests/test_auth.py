@@ -6,8 +6,13 @@ from typing import Any
 
 import jwt
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from passlib.context import CryptContext
+from sqlmodel import col, select
 
+from project.config import Settings
+from project.models import User
 from tests.conftest import TEST_SECRET, AccountFactory
 from tests.factories import PASSWORD, Account, assert_problem, bearer, login
 
@@ -329,3 +334,27 @@ async def test_login_takes_what_swagger_uis_authorize_button_sends(
         "/api/v1/auth/login", data={**form, "grant_type": "client_credentials"}
     )
     assert assert_problem(other_grant, 422)["errors"][0]["loc"] == ["body", "grant_type"]
+
+
+class TestStrongerHashSettings:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"argon2_time_cost": 3})
+
+    async def test_an_older_hash_is_upgraded_when_its_owner_signs_in(
+        self, app: FastAPI, client: AsyncClient, alice: Account
+    ) -> None:
+        weaker = CryptContext(schemes=["argon2"], argon2__time_cost=2, argon2__memory_cost=19456)
+        async with app.state.database.session(write=True) as session:
+            user = await session.scalar(select(User).where(col(User.email) == alice.email))
+            assert user is not None
+            user.hashed_password = weaker.hash(alice.password)
+            await session.commit()
+
+        assert (await login(client, alice.email, alice.password)).status_code == 200
+        async with app.state.database.session() as session:
+            upgraded = await session.scalar(
+                select(col(User.hashed_password)).where(col(User.email) == alice.email)
+            )
+        assert upgraded is not None and ",t=3," in upgraded
+        assert (await login(client, alice.email, alice.password)).status_code == 200
