@@ -4,12 +4,12 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import throttle
 from project.config import Settings
+from project.database import commit
 from project.errors import AuthenticationFailed, Conflict
 from project.models import User
 from project.security import PasswordHasher
@@ -83,11 +83,7 @@ async def create_user(
         is_superuser=is_superuser,
     )
     session.add(user)
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(EMAIL_TAKEN) from exc
+    await commit(session, EMAIL_TAKEN)
     return user
 
 

@@ -33,6 +33,15 @@ async def login(client: AsyncClient, email: str, password: str) -> Response:
     return await client.post("/api/v1/auth/login", data={"username": email, "password": password})
 
 
+async def sign_up(http: AsyncClient, email: str) -> dict[str, str]:
+    """Register and log in through the API; the Authorization header to send."""
+    created = await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    tokens = await login(http, email, PASSWORD)
+    assert tokens.status_code == 200, tokens.text
+    return bearer(tokens.json())
+
+
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 

@@ -52,16 +52,28 @@ class LiveServer:
         }
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        command = [
+    cwd: Path | str = ROOT
+
+    def command(self) -> list[str]:
+        return [
             sys.executable, "-m", "uvicorn", "project.app:app",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers), "--timeout-graceful-shutdown", "30",
         ]  # fmt: skip
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
-        )
+
+    def launch_env(self) -> dict[str, str]:
+        return self.env
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.cwd,
+                env=self.launch_env(),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -18,16 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import alembic_config
-from tests.factories import PASSWORD
+from tests.factories import sign_up
 from tests.pgcluster import PostgresCluster, postgres_available
 from tests.server import LiveServer
-
-
-async def _sign_up(http: httpx.AsyncClient, email: str = "pool@example.com") -> dict[str, str]:
-    await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-    tokens = await http.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
-    assert tokens.status_code == 200, tokens.text
-    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
 
 
 def _problem(response: httpx.Response, status: int) -> None:
@@ -100,7 +93,7 @@ async def test_no_connection_leaks_after_a_burst_of_everything(
     }
     with LiveServer(database_url, tmp_path, env=env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await _sign_up(http)
+            auth = await sign_up(http, "pool@example.com")
             team = (await http.post("/api/v1/teams", json=TEAM, headers=auth)).json()
             hero = (
                 await http.post(
@@ -159,7 +152,7 @@ async def test_an_exhausted_pool_is_503_after_the_pool_timeout(
            "DB_STATEMENT_TIMEOUT": "30", "SQLITE_BUSY_TIMEOUT": "30"}  # fmt: skip
     with LiveServer(database_url, tmp_path, env=env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await _sign_up(http)
+            auth = await sign_up(http, "pool@example.com")
             hero = (
                 await http.post(
                     "/api/v1/heroes", json={"name": "H", "secret_name": "S"}, headers=auth
@@ -195,7 +188,7 @@ async def test_a_statement_over_the_timeout_is_cancelled_and_the_connection_reus
     env = {"DB_POOL_SIZE": "1", "DB_MAX_OVERFLOW": "0", "DB_STATEMENT_TIMEOUT": "1"}
     with LiveServer(database_url, tmp_path, env=env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await _sign_up(http)
+            auth = await sign_up(http, "pool@example.com")
             hero = (
                 await http.post(
                     "/api/v1/heroes", json={"name": "H", "secret_name": "S"}, headers=auth
@@ -233,7 +226,7 @@ async def test_postgres_refusing_connections_is_503_until_some_free_up(tmp_path:
         env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "2"}
         with LiveServer(url, tmp_path, env=env) as server:
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                auth = await _sign_up(http)
+                auth = await sign_up(http, "pool@example.com")
                 raw = make_url(url).set(drivername="postgresql").render_as_string(False)
                 crowd = []
                 while True:  # take every slot the server has left

@@ -27,7 +27,7 @@ from uvicorn.main import main as uvicorn_command
 from project.config import Settings
 from tests.conftest import ROOT
 from tests.pgcluster import PostgresCluster, postgres_available
-from tests.server import STARTUP_SECONDS, LiveServer
+from tests.server import LiveServer
 from tests.test_migrations import TABLES, _drift, _run
 
 needs_postgres = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not installed")
@@ -41,8 +41,13 @@ class StartScript(LiveServer):
     """scripts/start.sh run natively, as the image runs it: HOST, PORT and WEB_CONCURRENCY
     from the environment, from any working directory."""
 
-    def start(self) -> None:
-        env = {
+    cwd = "/"
+
+    def command(self) -> list[str]:
+        return [str(START_SCRIPT)]
+
+    def launch_env(self) -> dict[str, str]:
+        return {
             **self.env,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
@@ -50,26 +55,6 @@ class StartScript(LiveServer):
             # `python` on PATH is the suite's interpreter, as /app/.venv/bin is in the image.
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(START_SCRIPT)],
-                cwd="/",
-                env=env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"start.sh exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"start.sh did not serve in {STARTUP_SECONDS}s:\n{self.log()}")
 
 
 # --- docker-compose.yml --------------------------------------------------------------------

@@ -18,19 +18,11 @@ from sqlmodel import col
 from project.database import migrate
 from project.models import Power
 from tests.conftest import alembic_config
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, sign_up
 from tests.pgcluster import PostgresCluster, postgres_available
 from tests.server import LiveServer
 
 needs_postgres = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not installed")
-
-
-async def _sign_up(http: httpx.AsyncClient, email: str) -> dict[str, str]:
-    created = await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert created.status_code == 201, created.text
-    tokens = await http.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
-    assert tokens.status_code == 200, tokens.text
-    return {"Authorization": f"Bearer {tokens.json()['access_token']}"}
 
 
 def _assert_clean_problem(response: httpx.Response, status: int) -> None:
@@ -62,7 +54,7 @@ async def test_postgres_outage_is_503_then_recovers_without_a_restart(
     env = {"DB_CONNECT_TIMEOUT": "2", "DB_POOL_TIMEOUT": "2"}
     with LiveServer(own_postgres.url("faults"), tmp_path, env=env) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await _sign_up(http, "outage@example.com")
+            auth = await sign_up(http, "outage@example.com")
             assert (await http.get("/api/v1/heroes", headers=auth)).status_code == 200
 
             own_postgres.stop("immediate")
@@ -100,7 +92,7 @@ async def test_a_database_restart_costs_no_request(
     first requests after a restart succeed instead of failing on a stale connection."""
     with LiveServer(own_postgres.url("faults"), tmp_path, env={"DB_POOL_SIZE": "4"}) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await _sign_up(http, "restart@example.com")
+            auth = await sign_up(http, "restart@example.com")
             warm = await asyncio.gather(
                 *(http.get("/api/v1/heroes", headers=auth) for _ in range(8))
             )
@@ -123,7 +115,7 @@ async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     with LiveServer(url, tmp_path) as server:
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as http:
-            auth = await _sign_up(http, "writer@example.com")
+            auth = await sign_up(http, "writer@example.com")
             team = (
                 await http.post(
                     "/api/v1/teams", json={"name": "T", "headquarters": "H"}, headers=auth
@@ -162,7 +154,7 @@ async def _creates_until_killed(server: LiveServer, prefix: str) -> tuple[set[st
     acknowledged: set[str] = set()
     attempted: set[str] = set()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        auth = await _sign_up(http, f"{prefix}@example.com")
+        auth = await sign_up(http, f"{prefix}@example.com")
 
         async def writer(n: int) -> None:
             for count in range(10_000):

@@ -9,7 +9,7 @@ import uuid
 from typing import Any, ClassVar
 
 from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlmodel import col
@@ -22,7 +22,6 @@ from project.admin.forms import GONE, as_uuid, blank_to_none, check_version, val
 from project.models import (
     Hero,
     HeroCreate,
-    HeroPowerLink,
     HeroUpdate,
     Power,
     PowerCreate,
@@ -33,6 +32,7 @@ from project.models import (
     User,
     utcnow,
 )
+from project.relations import leave_team, lose_power
 
 TEAM_TAKEN = "This owner already has a team with this name (compared case-insensitively)."
 POWER_TAKEN = "This owner already has a power with this name (compared case-insensitively)."
@@ -110,12 +110,7 @@ class TeamAdmin(OwnedView, model=Team):
             team = await session.get(Team, as_uuid(pk))
             if team is None:
                 return
-            # As in the API: the heroes stay, teamless, and leaving is a change to each.
-            await session.execute(
-                update(Hero)
-                .where(col(Hero.team_id) == team.id)
-                .values(team_id=None, version=Hero.version + 1, updated_at=utcnow())
-            )
+            await leave_team(session, team.id)
             await session.delete(team)
             await session.commit()
 
@@ -171,15 +166,7 @@ class PowerAdmin(OwnedView, model=Power):
             power = await session.get(Power, as_uuid(pk))
             if power is None:
                 return
-            # As in the API: heroes that had the power lose it, and that is a change to each.
-            holders = select(col(HeroPowerLink.hero_id)).where(
-                col(HeroPowerLink.power_id) == power.id
-            )
-            await session.execute(
-                update(Hero)
-                .where(col(Hero.id).in_(holders))
-                .values(version=Hero.version + 1, updated_at=utcnow())
-            )
+            await lose_power(session, power.id)
             await session.delete(power)
             await session.commit()
 

@@ -1,23 +1,21 @@
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Response, status
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import col
 
 from project.conditional import make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.models import (
-    Hero,
-    HeroPowerLink,
     Power,
     PowerCreate,
     PowerPublic,
     PowerUpdate,
     fold,
-    utcnow,
 )
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
+from project.relations import lose_power
 from project.routing import api_router, created, fetched, problems
 from project.security import CurrentCaller
 
@@ -110,15 +108,6 @@ async def update_power(
 async def delete_power(power: OwnedPower, session: SessionDep, request: Request) -> None:
     """Delete a power; heroes that had it lose it. Honours `If-Match`."""
     require_match(request, make_etag(power.version))
-    # Losing a power is a change to each hero that had it, so their versions move too.
-    await session.execute(
-        update(Hero)
-        .where(
-            col(Hero.id).in_(
-                select(col(HeroPowerLink.hero_id)).where(col(HeroPowerLink.power_id) == power.id)
-            )
-        )
-        .values(version=Hero.version + 1, updated_at=utcnow())
-    )
+    await lose_power(session, power.id)
     await session.delete(power)
     await commit(session)

@@ -3,16 +3,17 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response, status
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project.conditional import make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.direct import Reader
-from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold, utcnow
+from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, search_text
+from project.relations import leave_team
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
 from project.routing import api_router, created, fetched, problems
 from project.security import CurrentCaller
@@ -132,12 +133,7 @@ async def update_team(
 async def delete_team(team: OwnedTeam, session: SessionDep, request: Request) -> None:
     """Delete a team; its heroes stay, without a team. Honours `If-Match`."""
     require_match(request, _etag(await _detail(session, team)))
-    # Leaving the team is a change to each hero, so their versions (and ETags) move too.
-    await session.execute(
-        update(Hero)
-        .where(col(Hero.team_id) == team.id)
-        .values(team_id=None, version=Hero.version + 1, updated_at=utcnow())
-    )
+    await leave_team(session, team.id)
     await session.delete(team)
     await commit(session)
 

@@ -3,14 +3,13 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, status
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import login_sessions
 from project.accounts import EMAIL_TAKEN, ensure_not_last_superuser
-from project.database import SessionDep
-from project.errors import BadRequest, Conflict, NotFound
+from project.database import SessionDep, commit
+from project.errors import BadRequest, NotFound
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
 from project.paging import ListQuery, Page, PagerDep, search_text
 from project.routing import api_router, problems
@@ -28,15 +27,6 @@ class UserQuery(ListQuery):
 SORTS = {"email": col(User.email), "created_at": col(User.created_at)}
 
 
-async def _save(session: AsyncSession, user: User) -> User:
-    try:
-        await session.commit()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(EMAIL_TAKEN) from exc
-    return user
-
-
 async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> User:
     data = changes.model_dump(exclude_unset=True)
     ends_sessions = data.get("is_active") is False and user.is_active
@@ -46,7 +36,8 @@ async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> Us
         setattr(user, field, value)
     if ends_sessions:
         await login_sessions.end_all(session, user.id)
-    return await _save(session, user)
+    await commit(session, EMAIL_TAKEN)
+    return user
 
 
 async def _user(
