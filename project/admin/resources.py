@@ -6,7 +6,7 @@ and these views load them explicitly wherever they write.
 """
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter
 from sqlalchemy import select
@@ -62,16 +62,72 @@ async def _owner(session: AsyncSession, owner_id: Any) -> uuid.UUID:
     return owner.id
 
 
-class TeamAdmin(OwnedView, model=Team):
+class NamedView(OwnedView):
+    """Teams and powers: a name unique per owner, a few plain fields, and heroes that refer
+    to them. Each view says which fields it edits, its API models and what deleting it does."""
+
+    fields: ClassVar[tuple[str, ...]]
+    optional: ClassVar[frozenset[str]] = frozenset()  # an empty box means "none"
+    create_schema: ClassVar[type[TeamCreate] | type[PowerCreate]]
+    update_schema: ClassVar[type[TeamUpdate] | type[PowerUpdate]]
+    taken: ClassVar[str]
+    column_default_sort: ClassVar[Any] = [("name_key", False), ("id", False)]
+    column_filters: ClassVar[list[Any]] = [_owner_filter()]
+
+    def _body(self, data: dict[str, Any]) -> dict[str, Any]:
+        body = {field: data.get(field) for field in self.fields}
+        return body | {field: blank_to_none(body[field]) for field in self.optional}
+
+    @property
+    def table(self) -> type[Team] | type[Power]:
+        return cast(type[Team] | type[Power], self.model)
+
+    async def unlink(self, session: AsyncSession, row_id: uuid.UUID) -> None:
+        """What the row's heroes go through when it is deleted."""
+        raise NotImplementedError
+
+    async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
+        body = validated(self.create_schema, self._body(data))
+        async with self.database.session(write=True) as session:
+            owner_id = await _owner(session, data["owner_id"])
+            row = self.table.model_validate(body, update={"owner_id": owner_id})
+            session.add(row)
+            await self.commit(session, self.taken)
+        return row
+
+    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
+        body = validated(self.update_schema, self._body(data))
+        async with self.database.session(write=True) as session:
+            row: Team | Power | None = await session.get(self.table, as_uuid(pk))
+            if row is None:
+                raise ValueError(GONE)
+            check_version(row.version, data)
+            row.sqlmodel_update(body.model_dump())
+            await self.commit(session, self.taken)
+        return row
+
+    async def delete_model(self, request: Request, pk: Any) -> None:
+        async with self.database.session(write=True) as session:
+            row: Team | Power | None = await session.get(self.table, as_uuid(pk))
+            if row is None:
+                return
+            await self.unlink(session, row.id)
+            await session.delete(row)
+            await session.commit()
+
+
+class TeamAdmin(NamedView, model=Team):
     icon = "fa-solid fa-people-group"
+    fields = ("name", "headquarters")
+    create_schema = TeamCreate
+    update_schema = TeamUpdate
+    taken = TEAM_TAKEN
     column_list: ClassVar[list[Any]] = ["name", "headquarters", "owner_id", "updated_at"]
     column_labels: ClassVar[dict[Any, str]] = labels(
         "name", "headquarters", "version", "created_at", "updated_at"
     )
     column_searchable_list: ClassVar[list[Any]] = ["name", "headquarters"]
     column_sortable_list: ClassVar[list[Any]] = ["name", "headquarters", "updated_at"]
-    column_default_sort: ClassVar[Any] = [("name_key", False), ("id", False)]
-    column_filters: ClassVar[list[Any]] = [_owner_filter()]
     column_details_list: ClassVar[list[Any]] = [
         "id",
         "name",
@@ -85,46 +141,23 @@ class TeamAdmin(OwnedView, model=Team):
     form_create_rules: ClassVar[list[str]] = ["owner_id", "name", "headquarters"]
     form_edit_rules: ClassVar[list[str]] = ["name", "headquarters", "version"]
 
-    async def insert_model(self, request: Request, data: dict[str, Any]) -> Team:
-        body = validated(TeamCreate, {"name": data["name"], "headquarters": data["headquarters"]})
-        async with self.database.session(write=True) as session:
-            owner_id = await _owner(session, data["owner_id"])
-            team = Team.model_validate(body, update={"owner_id": owner_id})
-            session.add(team)
-            await self.commit(session, TEAM_TAKEN)
-        return team
-
-    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Team:
-        body = validated(TeamUpdate, {"name": data["name"], "headquarters": data["headquarters"]})
-        async with self.database.session(write=True) as session:
-            team = await session.get(Team, as_uuid(pk))
-            if team is None:
-                raise ValueError(GONE)
-            check_version(team.version, data)
-            team.sqlmodel_update(body.model_dump())
-            await self.commit(session, TEAM_TAKEN)
-        return team
-
-    async def delete_model(self, request: Request, pk: Any) -> None:
-        async with self.database.session(write=True) as session:
-            team = await session.get(Team, as_uuid(pk))
-            if team is None:
-                return
-            await leave_team(session, team.id)
-            await session.delete(team)
-            await session.commit()
+    async def unlink(self, session: AsyncSession, row_id: uuid.UUID) -> None:
+        await leave_team(session, row_id)
 
 
-class PowerAdmin(OwnedView, model=Power):
+class PowerAdmin(NamedView, model=Power):
     icon = "fa-solid fa-bolt"
+    fields = ("name", "description")
+    create_schema = PowerCreate
+    update_schema = PowerUpdate
+    optional = frozenset({"description"})
+    taken = POWER_TAKEN
     column_list: ClassVar[list[Any]] = ["name", "description", "owner_id", "updated_at"]
     column_labels: ClassVar[dict[Any, str]] = labels(
         "name", "description", "version", "created_at", "updated_at"
     )
     column_searchable_list: ClassVar[list[Any]] = ["name", "description"]
     column_sortable_list: ClassVar[list[Any]] = ["name", "updated_at"]
-    column_default_sort: ClassVar[Any] = [("name_key", False), ("id", False)]
-    column_filters: ClassVar[list[Any]] = [_owner_filter()]
     column_details_list: ClassVar[list[Any]] = [
         "id",
         "name",
@@ -138,37 +171,8 @@ class PowerAdmin(OwnedView, model=Power):
     form_create_rules: ClassVar[list[str]] = ["owner_id", "name", "description"]
     form_edit_rules: ClassVar[list[str]] = ["name", "description", "version"]
 
-    def _body(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {"name": data["name"], "description": blank_to_none(data.get("description"))}
-
-    async def insert_model(self, request: Request, data: dict[str, Any]) -> Power:
-        body = validated(PowerCreate, self._body(data))
-        async with self.database.session(write=True) as session:
-            owner_id = await _owner(session, data["owner_id"])
-            power = Power.model_validate(body, update={"owner_id": owner_id})
-            session.add(power)
-            await self.commit(session, POWER_TAKEN)
-        return power
-
-    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Power:
-        body = validated(PowerUpdate, self._body(data))
-        async with self.database.session(write=True) as session:
-            power = await session.get(Power, as_uuid(pk))
-            if power is None:
-                raise ValueError(GONE)
-            check_version(power.version, data)
-            power.sqlmodel_update(body.model_dump())
-            await self.commit(session, POWER_TAKEN)
-        return power
-
-    async def delete_model(self, request: Request, pk: Any) -> None:
-        async with self.database.session(write=True) as session:
-            power = await session.get(Power, as_uuid(pk))
-            if power is None:
-                return
-            await lose_power(session, power.id)
-            await session.delete(power)
-            await session.commit()
+    async def unlink(self, session: AsyncSession, row_id: uuid.UUID) -> None:
+        await lose_power(session, row_id)
 
 
 async def _team(session: AsyncSession, team_id: uuid.UUID | None, owner: uuid.UUID) -> Team | None:
