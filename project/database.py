@@ -1,6 +1,8 @@
 """The async engine, the session factory and the per-request session dependency."""
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +30,50 @@ SQLITE_WRITE = "sqlite_begin_immediate"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+class WriterQueue:
+    """SQLite has one write lock per file, and its busy handler is not fair: a writer that
+    waits sleeps in growing steps (up to 100 ms), so a newer writer often takes the lock
+    first, and under load an old one can wait past any timeout. The writers of this process
+    therefore take turns here, in arrival order, and SQLite's busy handler is left to
+    arbitrate only between processes. A turn lasts one write transaction (up to the
+    connection's return to the pool) or one self-committing statement (`turn()`)."""
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = asyncio.Lock()  # wakes its waiters first in, first out
+        self._timeout = timeout
+        self._holder: Any = None  # the driver connection whose transaction has the turn
+
+    async def _acquire(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise TimeoutError("no turn to write within the SQLite busy timeout") from None
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def begin(self, dbapi_connection: Any) -> None:
+        """Called as a write transaction begins (inside SQLAlchemy's greenlet)."""
+        await_(self._acquire())
+        self._holder = dbapi_connection
+
+    def end(self, dbapi_connection: Any) -> None:
+        """Called as a connection goes back to the pool or is thrown away: any transaction
+        on it is over by then (committed, or rolled back by the pool's reset)."""
+        if dbapi_connection is not None and dbapi_connection is self._holder:
+            self._holder = None
+            self._lock.release()
+
+
+def create_engine(settings: Settings, writers: WriterQueue | None = None) -> AsyncEngine:
+    """The engine for `settings`; on SQLite its writers take turns on `writers` (a queue of
+    their own if none is given)."""
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
@@ -37,7 +82,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             pool_timeout=settings.db_pool_timeout,
             connect_args={"timeout": settings.sqlite_busy_timeout},
         )
-        _configure_sqlite(engine, settings)
+        _configure_sqlite(engine, settings, writers or WriterQueue(settings.sqlite_busy_timeout))
         return engine
     engine = create_async_engine(
         settings.database_url,
@@ -73,7 +118,7 @@ def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("stale pooled connection") from exc
 
 
-def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
+def _configure_sqlite(engine: AsyncEngine, settings: Settings, writers: WriterQueue) -> None:
     busy_ms = int(settings.sqlite_busy_timeout * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -95,7 +140,17 @@ def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
         # A deferred transaction that reads and then writes cannot wait for the lock: SQLite
         # fails it with "database is locked". Writers take the lock up front and queue instead.
         immediate = connection.get_execution_options().get(SQLITE_WRITE, False)
+        if immediate:
+            writers.begin(connection.connection.dbapi_connection)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        writers.end(dbapi_connection)
+
+    @event.listens_for(engine.sync_engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        writers.end(dbapi_connection)
 
 
 class Database:
@@ -103,7 +158,8 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = create_engine(settings)
+        self._writers = WriterQueue(settings.sqlite_busy_timeout) if settings.is_sqlite else None
+        self.engine = create_engine(settings, self._writers)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         writer = (
             self.engine.execution_options(**{SQLITE_WRITE: True})
@@ -114,6 +170,11 @@ class Database:
 
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
+
+    def write_turn(self) -> AbstractAsyncContextManager[None]:
+        """Around a write that commits by itself outside a session (one INSERT on the
+        driver): on SQLite, this process's turn to write (see `WriterQueue`)."""
+        return nullcontext() if self._writers is None else self._writers.turn()
 
     def pool_status(self) -> dict[str, int]:
         return {

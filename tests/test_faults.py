@@ -12,10 +12,11 @@ import httpx
 import pytest
 from alembic import command
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import col
 
-from project.database import migrate
+from project.config import Settings
+from project.database import Database, migrate
 from project.models import Power
 from tests.conftest import alembic_config
 from tests.factories import PASSWORD, sign_up
@@ -147,6 +148,41 @@ async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     assert len(acknowledged) > 64
     assert listed.json()["total"] == len(acknowledged)
     assert "database is locked" not in server.log()
+
+
+async def test_sqlite_writers_of_one_process_take_turns_in_arrival_order(tmp_path: Path) -> None:
+    """SQLite's busy handler lets a newer writer overtake older ones, so under load an old one
+    can wait past any timeout. The writers of one process queue in arrival order instead:
+    write transactions and the single-statement writes on the driver alike."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}"
+    await migrate(url)
+    settings = Settings(_env_file=None, database_url=url, db_pool_size=16)  # type: ignore[call-arg]
+    database = Database(settings)
+    order: list[int] = []
+
+    async def writer(n: int) -> None:
+        if n % 3 == 2:  # as POST /heroes writes one row on the driver
+            async with database.write_turn():
+                order.append(n)
+            return
+        async with database.session(write=True) as session:
+            await session.execute(text("SELECT 1"))  # begins: this transaction has its turn
+            order.append(n)
+            await session.commit()
+
+    try:
+        first = database.session(write=True)
+        await first.execute(text("SELECT 1"))  # holds the write lock while the others arrive
+        waiting = []
+        for n in range(12):
+            waiting.append(asyncio.create_task(writer(n)))
+            await asyncio.sleep(0.03)  # n is waiting before n + 1 arrives
+        assert order == []
+        await first.close()
+        await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
+    finally:
+        await database.dispose()
+    assert order == list(range(12))
 
 
 async def _creates_until_killed(server: LiveServer, prefix: str) -> tuple[set[str], set[str]]:

@@ -154,9 +154,14 @@ async def _insert(body: HeroCreate, claims: Claims, request: Request) -> Respons
     hero |= body.model_dump(include={"name", "secret_name", "age"})
     team = None
     hero |= {"owner_id": claims.user_id, "team_id": body.team_id, "version": 1}
-    async with reader(get_database(request).engine) as db:
+    database = get_database(request)
+    async with reader(database.engine) as db:
         insert_hero = STATEMENTS.get(db.dialect, "insert", insert_statement)
-        if not await db.fetch(insert_hero, name_key=fold(body.name), sid=claims.session_id, **hero):
+        async with database.write_turn():
+            inserted = await db.fetch(
+                insert_hero, name_key=fold(body.name), sid=claims.session_id, **hero
+            )
+        if not inserted:
             await check_principal(db, claims)  # 401 if the session is why
             raise InvalidField(["body", "team_id"], f"No team with id {body.team_id}.")
         if body.team_id is not None:
