@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.util import await_
 
 from project.config import Settings
@@ -81,6 +82,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout,
             connect_args={"timeout": settings.sqlite_busy_timeout},
+            pool_reset_on_return=None,  # see `_on_reset`
         )
         _configure_sqlite(engine, settings, writers or WriterQueue(settings.sqlite_busy_timeout))
         return engine
@@ -143,6 +145,15 @@ def _configure_sqlite(engine: AsyncEngine, settings: Settings, writers: WriterQu
         if immediate:
             writers.begin(connection.connection.dbapi_connection)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        # The pool's own reset is a ROLLBACK on every return, which on aiosqlite is a hop to
+        # the connection's thread even when nothing is open: most returns come from
+        # single-statement reads on the driver, outside any transaction. Roll back only a
+        # transaction that is still open (SQLite knows, without a hop).
+        if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,57 @@
+"""The engine's SQLite set-up and its pool hygiene, on a SQLite file of the test's own (the
+PostgreSQL side is covered against a real server in test_connections.py and test_faults.py)."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from project.config import Settings
+from project.database import Database
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[Database]:
+    """A one-connection pool, so that a test gets the same connection back."""
+    database = Database(
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}",
+            sqlite_busy_timeout=3,
+            db_pool_size=1,
+            db_max_overflow=0,
+        )
+    )
+    yield database
+    await database.dispose()
+
+
+async def test_every_sqlite_connection_is_set_up_for_concurrent_use(sqlite: Database) -> None:
+    pragmas: dict[str, Any] = {}
+    async with sqlite.engine.connect() as connection:
+        for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous"):
+            pragmas[name] = (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
+    # synchronous=1 is NORMAL: with WAL, a commit survives a crash of the process.
+    assert pragmas == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 3000,
+        "synchronous": 1,
+    }
+
+
+async def test_a_connection_goes_back_to_the_pool_with_no_transaction_open(
+    sqlite: Database,
+) -> None:
+    """The pool rolls back only what is still open (no needless ROLLBACK after each read on
+    the driver), but it does roll that back: otherwise the next user of the connection would
+    hold the write lock without knowing it."""
+    async with sqlite.engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("BEGIN IMMEDIATE")  # a write on the driver, left half done
+        assert driver.in_transaction
+    async with sqlite.engine.connect() as connection:
+        again = (await connection.get_raw_connection()).driver_connection
+        assert again is driver  # the same connection, from the pool
+        assert not again.in_transaction
