@@ -1,5 +1,10 @@
 """Prometheus metrics at /metrics: requests and latency by route template and status, and
-the database connections in use.
+the database connections in use, through prometheus_client.
+
+Requests are observed by a small ASGI middleware rather than prometheus-fastapi-instrumentator:
+that one searches every route again for the template and builds a Request, a Response and an
+info object per request, about 60 µs of a 160 µs request to /health/live on this machine.
+The router has already found the route (`scope["route"]`); the rest is two label lookups.
 
 With several workers, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which
 scripts/start.sh sets) has every worker write its numbers to files there, and whichever
@@ -9,6 +14,7 @@ worker answers /metrics adds them all up.
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,19 +24,22 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Gauge,
+    Histogram,
     generate_latest,
     multiprocess,
 )
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as instruments
 from sqlalchemy import event
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
 
 METRICS_PATH = "/metrics"
+# Any other method is "other": a client must not be able to mint label values.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db$")
 
 
@@ -125,21 +134,68 @@ def _metrics_router(settings: Settings, registry: CollectorRegistry) -> APIRoute
     return router
 
 
+class RequestMetrics:
+    """Pure ASGI middleware: counts and times every request by method, route template and
+    status. An unknown path counts as handler "none", so scanners cannot multiply the
+    series; scrapes of /metrics are not counted as traffic."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+        self.app = app
+        names = ("handler", "method", "status")
+        self.requests = Counter(
+            "http_requests_total",
+            "Requests by route template, method and status.",
+            names,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer, by route template, method and status.",
+            names,
+            registry=registry,
+        )
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before it answers
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or "none"
+            if handler != METRICS_PATH:
+                method = scope["method"] if scope["method"] in METHODS else "other"
+                self._observe(handler, method, status, time.perf_counter() - started)
+
+    def _observe(self, handler: str, method: str, status: int, seconds: float) -> None:
+        key = (handler, method, status)
+        series = self._series.get(key)
+        if series is None:  # few: routes, methods and statuses are fixed sets
+            labels = (handler, method, str(status))
+            series = self._series[key] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+
+
 def install_metrics(app: FastAPI, settings: Settings) -> None:
     """Instrument every request and serve /metrics, when METRICS_ENABLED."""
     if not settings.metrics_enabled:
         return
     # A registry per app, so that apps built side by side (tests) count separately.
     registry = CollectorRegistry()
-    instrumentator = Instrumentator(
-        should_group_status_codes=False,  # 401, 404, 412 and 429 each tell something
-        should_group_untemplated=True,  # unknown paths count as handler="none"
-        excluded_handlers=[f"^{METRICS_PATH}$"],
-        registry=registry,
-    )
-    instrumentator.add(
-        instruments.requests(registry=registry),
-        instruments.latency(registry=registry),
-    )
-    instrumentator.instrument(app)
+    app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(_metrics_router(settings, registry))

@@ -76,6 +76,15 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert "/metrics" not in handlers, "scrapes are not counted as traffic"
 
 
+async def test_made_up_methods_do_not_mint_label_values(client: AsyncClient) -> None:
+    for method in ("FOO", "BAR"):
+        assert (await client.request(method, "/api/v1/heroes")).status_code == 405
+    samples = await scrape(client)
+    assert samples[("http_requests_total", labels("/api/v1/heroes", "other", 405))] == 2
+    methods = {dict(key[1]).get("method") for key in samples}
+    assert not methods & {"FOO", "BAR"}
+
+
 async def test_the_pool_gauge_counts_connections_in_use(app: FastAPI, client: AsyncClient) -> None:
     database = app.state.database
     held = [await database.engine.connect() for _ in range(3)]
