@@ -1,16 +1,23 @@
-"""Command line: `python -m project create-superuser --email admin@example.com`.
+"""Command line:
 
-The password is read from FIRST_SUPERUSER_PASSWORD, or prompted for, never taken as an
-argument (it would land in the shell history and the process list)."""
+* `python -m project create-superuser --email admin@example.com`: the password is read from
+  FIRST_SUPERUSER_PASSWORD, or prompted for, never taken as an argument (it would land in
+  the shell history and the process list);
+* `python -m project prune-sessions`: delete expired refresh tokens and ended login
+  sessions of every user (a sign-in does it for its own user), for a daily cron job.
+"""
 
 import argparse
 import asyncio
 import getpass
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
 
+from project import login_sessions
 from project.accounts import ensure_superuser
 from project.config import get_settings
 from project.database import Database, migrate
@@ -18,16 +25,29 @@ from project.models import UserCreate
 from project.security import PasswordHasher
 
 
-async def _create_superuser(email: str, password: str) -> bool:
+@asynccontextmanager
+async def _database() -> AsyncIterator[Database]:
     settings = get_settings()
     if settings.migrate_at_startup:
         await migrate(settings.database_url)
     database = Database(settings)
     try:
-        async with database.session(write=True) as session:
-            return await ensure_superuser(session, PasswordHasher(settings), email, password)
+        yield database
     finally:
         await database.dispose()
+
+
+async def _create_superuser(email: str, password: str) -> bool:
+    async with _database() as database, database.session(write=True) as session:
+        hasher = PasswordHasher(database.settings)
+        return await ensure_superuser(session, hasher, email, password)
+
+
+async def _prune_sessions() -> tuple[int, int]:
+    async with _database() as database, database.session(write=True) as session:
+        counts = await login_sessions.prune(session)
+        await session.commit()
+        return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         "create-superuser", help="create a superuser unless the email exists"
     )
     create.add_argument("--email", default=os.environ.get("FIRST_SUPERUSER_EMAIL"))
+    commands.add_parser(
+        "prune-sessions", help="delete expired refresh tokens and ended login sessions"
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "prune-sessions":
+        tokens, sessions = asyncio.run(_prune_sessions())
+        print(f"Deleted {tokens} expired refresh tokens and {sessions} ended sessions.")
+        return 0
 
     if not args.email:
         parser.error("--email (or FIRST_SUPERUSER_EMAIL) is required")

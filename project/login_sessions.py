@@ -3,8 +3,9 @@ sees a logout at once. Refresh tokens are single-use; the server keeps only thei
 
 import hashlib
 import uuid
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -39,13 +40,7 @@ def _issue(
 
 async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
     """Open a new login session and return its first token pair (the caller commits)."""
-    # Sessions that have ended are no longer needed for anything; drop them while here.
-    await session.execute(
-        delete(AuthSession).where(
-            col(AuthSession.user_id) == user_id,
-            col(AuthSession.revoked_at).is_not(None),
-        )
-    )
+    await prune(session, user_id)  # what this user can no longer use, while here
     login = AuthSession(user_id=user_id)
     session.add(login)
     return _issue(session, tokens, user_id, login.id)
@@ -129,3 +124,28 @@ async def _revoke(session: AsyncSession, condition: ColumnElement[bool]) -> None
         .where(condition, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+async def prune(session: AsyncSession, user_id: uuid.UUID | None = None) -> tuple[int, int]:
+    """Delete what can no longer be used, for one user or for everyone: refresh tokens past
+    their expiry (their signature has expired too, so they are refused before any lookup,
+    and a spent one can no longer signal reuse), and sessions that have ended or have no
+    refresh token left (their access tokens, shorter-lived, have expired too). The caller
+    commits. Returns how many tokens and sessions went."""
+    now = utcnow()
+    expired = col(RefreshToken.expires_at) <= now
+    ended = or_(
+        col(AuthSession.revoked_at).is_not(None),
+        ~exists().where(col(RefreshToken.session_id) == AuthSession.id),
+    )
+    if user_id is not None:
+        own = select(col(AuthSession.id)).where(col(AuthSession.user_id) == user_id)
+        expired &= col(RefreshToken.session_id).in_(own.scalar_subquery())
+        ended &= col(AuthSession.user_id) == user_id
+    tokens = await session.execute(delete(RefreshToken).where(expired))
+    sessions = await session.execute(delete(AuthSession).where(ended))
+    return _count(tokens), _count(sessions)
+
+
+def _count(result: Any) -> int:
+    return int(result.rowcount)

@@ -1,5 +1,9 @@
 """Register, login, refresh rotation with reuse detection, logout, and forged tokens."""
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,11 +13,12 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from passlib.context import CryptContext
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from project.config import Settings
-from project.models import User
-from tests.conftest import TEST_SECRET, AccountFactory
+from project.models import AuthSession, RefreshToken, User
+from tests.conftest import ROOT, TEST_SECRET, AccountFactory
 from tests.factories import PASSWORD, Account, assert_problem, bearer, login
 
 ME = "/api/v1/users/me"
@@ -294,6 +299,75 @@ async def test_logout_all_ends_every_session(
         assert refresh.status_code == 401
     assert (await client.get(ME, headers=bob.headers)).status_code == 200
     assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+def _session_id(tokens: dict[str, Any]) -> uuid.UUID:
+    claims = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
+    return uuid.UUID(claims["sid"])
+
+
+async def _expire_refresh_tokens(app: FastAPI, *logins: dict[str, Any]) -> None:
+    """As if these logins had been left alone for longer than a refresh token lives."""
+    sessions = [_session_id(tokens) for tokens in logins]
+    async with app.state.database.session(write=True) as session:
+        await session.execute(
+            update(RefreshToken)
+            .where(col(RefreshToken.session_id).in_(sessions))
+            .values(expires_at=datetime.now(UTC) - timedelta(days=1))
+        )
+        await session.commit()
+
+
+async def _session_ids(app: FastAPI, user: Account) -> set[uuid.UUID]:
+    async with app.state.database.session() as session:
+        rows = await session.scalars(
+            select(col(AuthSession.id)).where(col(AuthSession.user_id) == uuid.UUID(user.id))
+        )
+        return set(rows)
+
+
+async def test_signing_in_clears_what_that_user_can_no_longer_use(
+    app: FastAPI, client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    """Sessions whose refresh tokens have all expired, and ended ones, would pile up with
+    every login; the user's next sign-in removes them. Live sessions, and the spent tokens
+    that reuse detection needs, stay."""
+    forgotten = alice.tokens
+    phone = (await login(client, alice.email, alice.password)).json()
+    stolen = phone["refresh_token"]
+    phone = (await client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})).json()
+    await _expire_refresh_tokens(app, forgotten, bob.tokens)
+
+    laptop = (await login(client, alice.email, alice.password)).json()
+
+    assert await _session_ids(app, alice) == {_session_id(phone), _session_id(laptop)}
+    assert await _session_ids(app, bob) == {_session_id(bob.tokens)}  # not until bob signs in
+    replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})
+    assert "already used" in assert_problem(replay, 401)["detail"]
+
+
+async def test_the_prune_command_clears_every_users_dead_sessions(
+    app: FastAPI, client: AsyncClient, database_url: str, account: AccountFactory
+) -> None:
+    idle, gone, active = [await account() for _ in range(3)]
+    await _expire_refresh_tokens(app, idle.tokens)
+    logout = await client.post(
+        "/api/v1/auth/logout", json={"refresh_token": gone.tokens["refresh_token"]}
+    )
+    assert logout.status_code == 204
+
+    env = {**os.environ, "DATABASE_URL": database_url, "AUTO_MIGRATE": "false"}
+    command = [sys.executable, "-m", "project", "prune-sessions"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Deleted 1 expired refresh tokens and 2 ended sessions." in done.stdout
+    assert await _session_ids(app, idle) == set()
+    assert await _session_ids(app, gone) == set()
+    assert await _session_ids(app, active) == {_session_id(active.tokens)}
+    assert (await client.get(ME, headers=active.headers)).status_code == 200
 
 
 async def test_no_response_ever_carries_a_password_hash(
