@@ -3,8 +3,8 @@
 * `python -m project create-superuser --email admin@example.com`: the password is read from
   FIRST_SUPERUSER_PASSWORD, or prompted for, never taken as an argument (it would land in
   the shell history and the process list);
-* `python -m project prune-sessions`: delete expired refresh tokens and ended login
-  sessions of every user (a sign-in does it for its own user), for a daily cron job.
+* `python -m project prune-sessions`: delete ended login sessions and expired refresh
+  tokens of every user (a sign-in does it for its own user), for a daily cron job.
 """
 
 import argparse
@@ -45,7 +45,7 @@ async def _create_superuser(email: str, password: str) -> bool:
 
 async def _prune_sessions() -> tuple[int, int]:
     async with _database() as database, database.session(write=True) as session:
-        counts = await login_sessions.prune(session)
+        counts = await login_sessions.prune(session, database.settings.admin_session_lifetime)
         await session.commit()
         return counts
 
@@ -58,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     create.add_argument("--email", default=os.environ.get("FIRST_SUPERUSER_EMAIL"))
     commands.add_parser(
-        "prune-sessions", help="delete expired refresh tokens and ended login sessions"
+        "prune-sessions", help="delete ended login sessions and expired refresh tokens"
     )
     args = parser.parse_args(argv)
 
     if args.command == "prune-sessions":
-        tokens, sessions = asyncio.run(_prune_sessions())
-        print(f"Deleted {tokens} expired refresh tokens and {sessions} ended sessions.")
+        sessions, tokens = asyncio.run(_prune_sessions())
+        print(f"Deleted {sessions} ended sessions and {tokens} more expired refresh tokens.")
         return 0
 
     if not args.email:

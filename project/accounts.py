@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project import throttle
+from project import login_sessions, throttle
 from project.config import Settings
 from project.database import commit
 from project.errors import AuthenticationFailed, Conflict
@@ -46,6 +46,8 @@ async def check_credentials(
     if user is None or not allowed(user):
         raise AuthenticationFailed(BAD_CREDENTIALS)
     await throttle.forget_attempt(session, attempt)
+    # What this user can no longer use goes, while here (see `login_sessions.prune`).
+    await login_sessions.prune(session, settings.admin_session_lifetime, user.id)
     if hasher.outdated(user.hashed_password):
         # Raised ARGON2_* settings reach old accounts as they sign in; the caller commits.
         user.hashed_password = await hasher.hash(password)

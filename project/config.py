@@ -1,3 +1,4 @@
+from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -96,6 +97,10 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.metrics_enabled and not self.metrics_token:
             raise ValueError("METRICS_ENABLED in production needs a METRICS_TOKEN")
         return self
+
+    @property
+    def admin_session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.admin_session_hours)
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,6 +3,7 @@ sees a logout at once. Refresh tokens are single-use; the server keeps only thei
 
 import hashlib
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
@@ -40,7 +41,6 @@ def _issue(
 
 async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
     """Open a new login session and return its first token pair (the caller commits)."""
-    await prune(session, user_id)  # what this user can no longer use, while here
     login = AuthSession(user_id=user_id)
     session.add(login)
     return _issue(session, tokens, user_id, login.id)
@@ -126,25 +126,31 @@ async def _revoke(session: AsyncSession, condition: ColumnElement[bool]) -> None
     )
 
 
-async def prune(session: AsyncSession, user_id: uuid.UUID | None = None) -> tuple[int, int]:
-    """Delete what can no longer be used, for one user or for everyone: refresh tokens past
-    their expiry (their signature has expired too, so they are refused before any lookup,
-    and a spent one can no longer signal reuse), and sessions that have ended or have no
-    refresh token left (their access tokens, shorter-lived, have expired too). The caller
-    commits. Returns how many tokens and sessions went."""
+async def prune(
+    session: AsyncSession, admin_lifetime: timedelta, user_id: uuid.UUID | None = None
+) -> tuple[int, int]:
+    """Delete what can no longer be used, for one user or for everyone (the caller commits):
+    sessions that have ended; API sessions whose refresh tokens have all expired (their
+    access tokens, shorter-lived, have too); admin sign-ins, which have no tokens, once
+    older than `admin_lifetime`; and the expired refresh tokens of the sessions that remain
+    (their signature has expired too, so they are refused before any lookup, and a spent
+    one can no longer signal reuse). Returns how many sessions and tokens went."""
     now = utcnow()
-    expired = col(RefreshToken.expires_at) <= now
+    tokens = select(col(RefreshToken.id)).where(col(RefreshToken.session_id) == AuthSession.id)
     ended = or_(
         col(AuthSession.revoked_at).is_not(None),
-        ~exists().where(col(RefreshToken.session_id) == AuthSession.id),
+        exists(tokens) & ~exists(tokens.where(col(RefreshToken.expires_at) > now)),
+        ~exists(tokens) & (col(AuthSession.created_at) <= now - admin_lifetime),
     )
+    expired = col(RefreshToken.expires_at) <= now
     if user_id is not None:
+        ended &= col(AuthSession.user_id) == user_id
         own = select(col(AuthSession.id)).where(col(AuthSession.user_id) == user_id)
         expired &= col(RefreshToken.session_id).in_(own.scalar_subquery())
-        ended &= col(AuthSession.user_id) == user_id
-    tokens = await session.execute(delete(RefreshToken).where(expired))
+    # Sessions first: their tokens go with them (ON DELETE CASCADE).
     sessions = await session.execute(delete(AuthSession).where(ended))
-    return _count(tokens), _count(sessions)
+    spent = await session.execute(delete(RefreshToken).where(expired))
+    return _count(sessions), _count(spent)
 
 
 def _count(result: Any) -> int:

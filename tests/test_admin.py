@@ -6,21 +6,23 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
-from sqlalchemy import update
+from sqlalchemy import exists, update
 from sqlmodel import col
 
+from project import login_sessions
 from project.accounts import LAST_SUPERUSER
 from project.admin.forms import STALE
 from project.admin.guard import CROSS_SITE
 from project.admin.resources import TEAM_TAKEN
 from project.app import create_app
 from project.config import Settings
-from project.models import User
+from project.models import AuthSession, RefreshToken, User, utcnow
 from tests.conftest import AccountFactory
 from tests.factories import PASSWORD, Account, create, login
 
@@ -208,6 +210,30 @@ async def test_logout_all_through_the_api_ends_the_admin_sign_in(
     http = await signed_in(browser, admin)
     assert (await http.get("/admin/")).status_code == 200
     assert (await client.post("/api/v1/auth/logout-all", headers=admin.headers)).status_code == 204
+    assert_sent_to_login(await http.get("/admin/"))
+
+
+async def test_an_admin_sign_in_outlives_the_pruning_of_api_sessions(
+    app: FastAPI, client: AsyncClient, browser: AdminClient, admin: Account
+) -> None:
+    """An admin sign-in is a login session without refresh tokens: pruning, at an API
+    sign-in or by the command, leaves it alone until its own lifetime has passed."""
+    http = await signed_in(browser, admin)
+    assert (await login(client, admin.email, admin.password)).status_code == 200
+    lifetime = app.state.settings.admin_session_lifetime
+    async with app.state.database.session(write=True) as session:
+        assert await login_sessions.prune(session, lifetime) == (0, 0)
+        await session.commit()
+    assert (await http.get("/admin/")).status_code == 200
+
+    async with app.state.database.session(write=True) as session:
+        await session.execute(
+            update(AuthSession)
+            .where(~exists().where(col(RefreshToken.session_id) == AuthSession.id))
+            .values(created_at=utcnow() - lifetime - timedelta(minutes=1))
+        )
+        assert await login_sessions.prune(session, lifetime) == (1, 0)
+        await session.commit()
     assert_sent_to_login(await http.get("/admin/"))
 
 

@@ -306,13 +306,19 @@ def _session_id(tokens: dict[str, Any]) -> uuid.UUID:
     return uuid.UUID(claims["sid"])
 
 
-async def _expire_refresh_tokens(app: FastAPI, *logins: dict[str, Any]) -> None:
-    """As if these logins had been left alone for longer than a refresh token lives."""
+async def _expire_refresh_tokens(
+    app: FastAPI, *logins: dict[str, Any], spent_only: bool = False
+) -> None:
+    """As if these logins had been left alone for longer than a refresh token lives (or,
+    with `spent_only`, as if their used tokens had been used that long ago)."""
     sessions = [_session_id(tokens) for tokens in logins]
+    which = col(RefreshToken.session_id).in_(sessions)
+    if spent_only:
+        which &= col(RefreshToken.used_at).is_not(None)
     async with app.state.database.session(write=True) as session:
         await session.execute(
             update(RefreshToken)
-            .where(col(RefreshToken.session_id).in_(sessions))
+            .where(which)
             .values(expires_at=datetime.now(UTC) - timedelta(days=1))
         )
         await session.commit()
@@ -351,6 +357,9 @@ async def test_the_prune_command_clears_every_users_dead_sessions(
 ) -> None:
     idle, gone, active = [await account() for _ in range(3)]
     await _expire_refresh_tokens(app, idle.tokens)
+    refresh = {"refresh_token": active.tokens["refresh_token"]}
+    rotated = (await client.post("/api/v1/auth/refresh", json=refresh)).json()
+    await _expire_refresh_tokens(app, rotated, spent_only=True)
     logout = await client.post(
         "/api/v1/auth/logout", json={"refresh_token": gone.tokens["refresh_token"]}
     )
@@ -363,11 +372,15 @@ async def test_the_prune_command_clears_every_users_dead_sessions(
     )
 
     assert done.returncode == 0, done.stderr
-    assert "Deleted 1 expired refresh tokens and 2 ended sessions." in done.stdout
+    assert "Deleted 2 ended sessions and 1 more expired refresh tokens." in done.stdout
     assert await _session_ids(app, idle) == set()
     assert await _session_ids(app, gone) == set()
     assert await _session_ids(app, active) == {_session_id(active.tokens)}
-    assert (await client.get(ME, headers=active.headers)).status_code == 200
+    assert (await client.get(ME, headers=bearer(rotated))).status_code == 200
+    again = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
+    assert again.status_code == 200
 
 
 async def test_no_response_ever_carries_a_password_hash(

@@ -8,7 +8,6 @@ sign-in as well: logout-all, deactivation, a new password, losing superuser righ
 
 import hashlib
 import uuid
-from datetime import timedelta
 
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -55,7 +54,6 @@ class AdminAuth(AuthenticationBackend):
         )
         self._app = app
         self._settings = settings
-        self._lifetime = timedelta(hours=settings.admin_session_hours)
 
     @property
     def _database(self) -> Database:
@@ -106,7 +104,7 @@ class AdminAuth(AuthenticationBackend):
                     col(AuthSession.id) == sid,
                     col(AuthSession.user_id) == user_id,
                     col(AuthSession.revoked_at).is_(None),
-                    col(AuthSession.created_at) > utcnow() - self._lifetime,
+                    col(AuthSession.created_at) > utcnow() - self._settings.admin_session_lifetime,
                     col(User.is_active).is_(True),
                     col(User.is_superuser).is_(True),
                 )
