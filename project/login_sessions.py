@@ -106,8 +106,13 @@ async def end(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> 
     """Logout: the session of this refresh token ends, its access tokens included."""
     spent = await _spend(session, tokens, refresh_token)
     await _live_session(session, spent.session_id)
-    await _revoke(session, col(AuthSession.id) == spent.session_id)
+    await end_session(session, spent.session_id)
     await session.commit()
+
+
+async def end_session(session: AsyncSession, sid: uuid.UUID) -> None:
+    """End one login session, whatever token it has or lacks; the caller commits."""
+    await _revoke(session, col(AuthSession.id) == sid)
 
 
 async def end_all(session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:

@@ -12,17 +12,18 @@ import uuid
 from fastapi import FastAPI
 from pydantic import ValidationError
 from sqladmin.authentication import AuthenticationBackend
-from sqlalchemy import select, update
+from sqlalchemy import select, true
 from sqlmodel import col
 from starlette.requests import Request
 
+from project import login_sessions
 from project.accounts import check_credentials
 from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
 from project.models import AuthSession, User, utcnow
 from project.routers.auth import LoginForm, client_address
-from project.security import PasswordHasher
+from project.security import PasswordHasher, live_session
 
 SESSION_COOKIE = "admin_session"
 
@@ -99,13 +100,10 @@ class AdminAuth(AuthenticationBackend):
         async with self._database.session() as session:
             live = await session.scalar(
                 select(col(AuthSession.id))
-                .join(User, col(User.id) == AuthSession.user_id)
+                .join(User, true())
                 .where(
-                    col(AuthSession.id) == sid,
-                    col(AuthSession.user_id) == user_id,
-                    col(AuthSession.revoked_at).is_(None),
+                    live_session(sid, user_id),
                     col(AuthSession.created_at) > utcnow() - self._settings.admin_session_lifetime,
-                    col(User.is_active).is_(True),
                     col(User.is_superuser).is_(True),
                 )
             )
@@ -120,10 +118,6 @@ class AdminAuth(AuthenticationBackend):
         request.session.clear()
         if ids is not None:
             async with self._database.session(write=True) as session:
-                await session.execute(
-                    update(AuthSession)
-                    .where(col(AuthSession.id) == ids[1], col(AuthSession.revoked_at).is_(None))
-                    .values(revoked_at=utcnow())
-                )
+                await login_sessions.end_session(session, ids[1])
                 await session.commit()
         return False  # sqladmin then shows the login page

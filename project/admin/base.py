@@ -12,16 +12,15 @@ from typing import Any, ClassVar
 from fastapi import FastAPI
 from sqladmin import ModelView
 from sqladmin.formatters import BASE_FORMATTERS
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.exc import StaleDataError
 from starlette import status
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from wtforms import HiddenField
 
 from project.admin.forms import STALE, ChoicesConverter, as_uuid, owner_email, owner_emails
-from project.database import Database
+from project.database import Database, commit
+from project.errors import Conflict, PreconditionFailed
 from project.models import Power, Team
 from project.security import PasswordHasher
 
@@ -74,12 +73,10 @@ class AppView(ModelView):
     async def commit(session: AsyncSession, conflict: str) -> None:
         """Commit, or raise a message sqladmin shows above the form."""
         try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
+            await commit(session, conflict)
+        except Conflict:
             raise ValueError(conflict) from None
-        except StaleDataError:
-            await session.rollback()
+        except PreconditionFailed:
             raise ValueError(STALE) from None
 
 

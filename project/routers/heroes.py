@@ -72,6 +72,12 @@ def hero_etag(hero: Hero | HeroPublic) -> str:
     return make_etag(hero.version, team, [(p.id, p.version) for p in hero.powers])
 
 
+def row_etag(hero: dict[str, Any]) -> str:
+    """`hero_etag` of a hero built from rows: a dict shaped like HeroPublic."""
+    team = (hero["team"]["id"], hero["team"]["version"]) if hero["team"] else None
+    return make_etag(hero["version"], team, [(p["id"], p["version"]) for p in hero["powers"]])
+
+
 async def hero_page(
     db: Reader, pager: Pager, owner_id: uuid.UUID | None, query: HeroQuery
 ) -> Response:
@@ -170,10 +176,7 @@ async def _insert(body: HeroCreate, claims: Claims, request: Request) -> Respons
             )
             team = dict(zip(TEAM_FIELDS, row, strict=True))
     body_json = {**{f: hero[f] for f in HERO_FIELDS}, "team": team, "powers": []}
-    headers = {
-        "Location": _location(request, hero["id"]),
-        "ETag": make_etag(1, (team["id"], team["version"]) if team else None, []),
-    }
+    headers = {"Location": _location(request, hero["id"]), "ETag": row_etag(body_json)}
     return Response(
         to_json(body_json), status.HTTP_201_CREATED, headers, media_type="application/json"
     )
@@ -211,12 +214,7 @@ async def read_hero(
     if rows[0][0] is None:
         raise NotFound("hero")
     [(hero, _)] = heroes_of(rows)
-    team = hero["team"]
-    etag = make_etag(
-        hero["version"],
-        (team["id"], team["version"]) if team else None,
-        [(p["id"], p["version"]) for p in hero["powers"]],
-    )
+    etag = row_etag(hero)
     if (unchanged := not_modified(request, etag)) is not None:
         return unchanged
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
