@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import Insert, Table, bindparam, insert
 from sqlalchemy.exc import IntegrityError
+from starlette.requests import Request
 
 from project.direct import Statements, reader
 from project.models import Team, utcnow
@@ -130,5 +131,10 @@ async def test_a_constraint_broken_on_the_driver_path_is_a_conflict_not_a_500(
 
     async with reader(app.state.database.engine) as db:
         compiled = Statements().get(db.dialect, "orphan", build)
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError) as raised:
             await db.fetch(compiled, **orphan)
+    # What the client then gets, from the app's own handler for it.
+    request = Request({"type": "http", "method": "POST", "path": "/api/v1/teams", "headers": []})
+    response = await app.exception_handlers[IntegrityError](request, raised.value)
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"

@@ -209,9 +209,11 @@ async def _creates_until_killed(server: LiveServer, prefix: str) -> tuple[set[st
 
         enough = asyncio.Event()
         writers = [asyncio.create_task(writer(n)) for n in range(16)]
-        await enough.wait()
-        server.kill()
-        await asyncio.gather(*writers)
+        try:
+            await asyncio.wait_for(enough.wait(), timeout=60)  # fail, rather than hang
+        finally:
+            server.kill()
+            await asyncio.gather(*writers)
     return acknowledged, attempted
 
 
@@ -245,6 +247,7 @@ async def test_sigterm_lets_in_flight_requests_finish(app: FastAPI, live: LiveSe
             for n in range(12)
         ]
         await asyncio.sleep(0.05)
+        assert not all(request.done() for request in requests), "none left in flight"
         exit_code = await asyncio.to_thread(live.terminate)
         responses = await asyncio.gather(*requests, return_exceptions=True)
     statuses = [
