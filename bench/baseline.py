@@ -2,7 +2,8 @@
 
 * `/bare/...` answer the very JSON the service answers, from memory: FastAPI and HTTP alone.
 * `/raw/...` do the database work by hand with the driver (aiosqlite or asyncpg, no ORM, no
-  auth) and build the same JSON: one statement per read, one INSERT per create.
+  auth) and build the same JSON: one statement per read (a page included: the heroes with
+  their team and powers joined), one INSERT per create.
 
 Configured by environment variables that the harness sets: `BENCH_DATABASE_URL` (the
 service's URL) and `BENCH_FIXTURE` (a JSON file of the service's own answers and ids).
@@ -37,11 +38,12 @@ LEFT JOIN teams t ON t.id = h.team_id
 LEFT JOIN hero_powers hp ON hp.hero_id = h.id LEFT JOIN powers p ON p.id = hp.power_id
 WHERE h.id = {{0}} ORDER BY p.name_key"""  # noqa: S608
 PAGE = f"""
-SELECT {HERO}, {TEAM} FROM heroes h LEFT JOIN teams t ON t.id = h.team_id
-WHERE h.owner_id = {{0}} ORDER BY h.created_at, h.id LIMIT {{1}}"""  # noqa: S608
-PAGE_POWERS = f"""
-SELECT hp.hero_id, {POWER} FROM hero_powers hp JOIN powers p ON p.id = hp.power_id
-WHERE hp.hero_id {{0}} ORDER BY p.name_key"""  # noqa: S608
+SELECT {HERO}, {TEAM}, {POWER} FROM (
+  SELECT * FROM heroes WHERE owner_id = {{0}} ORDER BY created_at, id LIMIT {{1}}
+) h
+LEFT JOIN teams t ON t.id = h.team_id
+LEFT JOIN hero_powers hp ON hp.hero_id = h.id LEFT JOIN powers p ON p.id = hp.power_id
+ORDER BY h.created_at, h.id, p.name_key"""  # noqa: S608
 INSERT = """
 INSERT INTO heroes (id, name, secret_name, age, team_id, owner_id, name_key, version,
                     created_at, updated_at)
@@ -187,6 +189,19 @@ def _hero(db: Database, r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def _heroes(db: Database, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Heroes from rows grouped by hero, a row per power (team and power columns joined)."""
+    heroes: list[dict[str, Any]] = []
+    last = None
+    for r in rows:
+        if r[0] != last:
+            heroes.append(_hero(db, r))
+            last = r[0]
+        if r[16] is not None:
+            heroes[-1]["powers"].append(_power(db, r[16:]))
+    return heroes
+
+
 def _power(db: Database, r: Sequence[Any]) -> dict[str, Any]:
     return {
         "id": db.uid(r[0]),
@@ -231,29 +246,16 @@ def create_app() -> FastAPI:
 
     @app.get("/raw/heroes/{hero_id}")
     async def raw_hero(hero_id: uuid.UUID) -> JSONResponse:
-        rows = await db.fetch(one_hero, db.to_db_uid(hero_id))
-        if not rows:
+        heroes = _heroes(db, await db.fetch(one_hero, db.to_db_uid(hero_id)))
+        if not heroes:
             return JSONResponse({"detail": "not found"}, status_code=404)
-        hero = _hero(db, rows[0])
-        hero["powers"] = [_power(db, r[16:]) for r in rows if r[16] is not None]
-        return JSONResponse(hero)
+        return JSONResponse(heroes[0])
 
     @app.get("/raw/heroes")
     async def raw_page(limit: int = 50) -> JSONResponse:
-        rows = await db.fetch(page, owner, limit + 1)
-        heroes = [_hero(db, r) for r in rows[:limit]]
-        if heroes:
-            ids = [r[0] for r in rows[:limit]]
-            if isinstance(db, SQLite):
-                marks = ",".join("?" * len(ids))
-                powers = await db.fetch(PAGE_POWERS.format(f"IN ({marks})"), *ids)
-            else:
-                powers = await db.fetch(PAGE_POWERS.format("= ANY($1::uuid[])"), ids)
-            by_id = {h["id"]: h for h in heroes}
-            for r in powers:
-                by_id[db.uid(r[0])]["powers"].append(_power(db, r[1:]))
-        cursor = heroes[-1]["id"] if len(rows) > limit else None
-        return JSONResponse({"items": heroes, "next_cursor": cursor})
+        heroes = _heroes(db, await db.fetch(page, owner, limit + 1))
+        cursor = heroes[limit - 1]["id"] if len(heroes) > limit else None
+        return JSONResponse({"items": heroes[:limit], "next_cursor": cursor})
 
     @app.post("/raw/heroes", status_code=201)
     async def raw_create(body: HeroIn) -> JSONResponse:

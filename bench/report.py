@@ -23,6 +23,15 @@ class Check:
 
 
 Results = dict[str, dict[str, dict[str, Result]]]
+# Every target also wants zero errors in the runs it is computed from.
+TARGETS = {
+    "S1": f"≥ 0.4{X} raw (aim 0.5{X})",
+    "S2": f"≥ 0.5{X} raw",
+    "S3": f"0 errors, ≥ 0.3{X} raw",
+    "S4": f"p99 ≤ 5{X} S1's p99",
+    "S5": f"deep p50 ≤ 1.5{X} first",
+    "S6": "0 errors",
+}
 
 
 def checks(results: Results) -> list[Check]:
@@ -34,27 +43,20 @@ def checks(results: Results) -> list[Check]:
         s1, s2, s3 = (r[s]["service"].rps / r[s]["raw"].rps for s in ("S1", "S2", "S3"))
         s4 = r["S4"]["service"].p99_ms / r["S1"]["service"].p99_ms
         s5 = r["S5"]["deep"].p50_ms / r["S5"]["first"].p50_ms
-        errors3, errors6 = r["S3"]["service"].errors, r["S6"]["service"].errors
-        found += [
-            Check(db, "S1", f"≥ 0.4{X} raw (aim 0.5{X})", f"{s1:.2f}{X} raw", s1 >= 0.4),
-            Check(db, "S2", f"≥ 0.5{X} raw", f"{s2:.2f}{X} raw", s2 >= 0.5),
-            Check(
-                db,
-                "S3",
-                f"0 errors, ≥ 0.3{X} raw",
-                f"{errors3} errors, {s3:.2f}{X} raw",
-                errors3 == 0 and s3 >= 0.3,
-            ),
-            Check(db, "S4", f"p99 ≤ 5{X} S1's p99", f"{s4:.2f}{X} S1's p99", s4 <= 5),
-            Check(db, "S5", f"deep p50 ≤ 1.5{X} first", f"{s5:.2f}{X} first page", s5 <= 1.5),
-            Check(
-                db,
-                "S6",
-                "0 errors",
-                f"{errors6} errors, {r['S6']['service'].rps:.0f} req/s",
-                errors6 == 0,
-            ),
-        ]
+        # A failed request is fast and cheap: a ratio counts only from runs without any.
+        errors = {s: sum(run.errors for run in r[s].values()) for s in r}
+        errors["S4"] += r["S1"]["service"].errors
+        measured = {
+            "S1": (f"{s1:.2f}{X} raw", s1 >= 0.4),
+            "S2": (f"{s2:.2f}{X} raw", s2 >= 0.5),
+            "S3": (f"{s3:.2f}{X} raw", s3 >= 0.3),
+            "S4": (f"{s4:.2f}{X} S1's p99", s4 <= 5),
+            "S5": (f"{s5:.2f}{X} first page", s5 <= 1.5),
+            "S6": (f"{r['S6']['service'].rps:.0f} req/s", True),
+        }
+        for scenario, (value, ok) in measured.items():
+            text = f"{errors[scenario]} errors, {value}"
+            found.append(Check(db, scenario, TARGETS[scenario], text, ok and not errors[scenario]))
     return found
 
 
@@ -84,6 +86,7 @@ def targets_table(found: list[Check]) -> str:
     for c in found:
         met = "yes" if c.met else "**no**"
         lines.append(f"| {NAMES[c.database]} | {c.scenario} | {c.target} | {c.measured} | {met} |")
+    lines.append("\nA target is met only if the runs it is computed from had no errors.")
     return "\n".join(lines)
 
 

@@ -69,6 +69,15 @@ def test_targets_are_ratios_to_the_same_run() -> None:
     assert missed == {"S1": False, "S2": True, "S3": False, "S4": True, "S5": False, "S6": True}
 
 
+def test_a_ratio_from_a_run_with_errors_is_not_met() -> None:
+    failing = _run(s1=450)
+    failing["sqlite"]["S1"]["raw"] = _result(1000, errors=5)  # fast, because it failed
+    failing["sqlite"]["S5"]["deep"] = _result(480, p50=1.2, errors=1)
+    found = {c.scenario: c for c in report.checks(failing)}
+    assert (found["S1"].met, found["S5"].met, found["S2"].met) == (False, False, True)
+    assert found["S1"].measured.startswith("5 errors")
+
+
 def test_a_partial_run_checks_nothing() -> None:
     partial = _run(s1=450)
     del partial["sqlite"]["S6"]
