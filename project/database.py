@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -109,15 +111,39 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
     return engine
 
 
+# Set while checking out a connection whose user retries on a fresh one instead (see
+# `connect_unchecked`).
+_UNCHECKED: ContextVar[bool] = ContextVar("unchecked_checkout", default=False)
+
+
 def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Check a pooled connection before handing it out, so that after a database restart a
     stale connection is replaced instead of failing a request. One round trip: SQLAlchemy's
     own pre-ping takes three on asyncpg (BEGIN, the ping, ROLLBACK), a cost the fast
     single-statement paths would pay on every request."""
+    if _UNCHECKED.get():
+        return
     try:
         await_(dbapi_connection.driver_connection.fetchrow(";"))
     except Exception as exc:
         raise DisconnectionError("stale pooled connection") from exc
+
+
+@asynccontextmanager
+async def unchecked_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection handed out without the check above, for a caller that finds out
+    by using it and then retries on a checked one: a read that is its own statement. Such a
+    read costs one round trip instead of two."""
+    conn = engine.connect()
+    token = _UNCHECKED.set(True)
+    try:
+        await conn.start()
+    finally:
+        _UNCHECKED.reset(token)
+    try:
+        yield conn
+    finally:
+        await conn.__aexit__(None, None, None)  # as `async with` closes: even if cancelled
 
 
 def _configure_sqlite(engine: AsyncEngine, settings: Settings, writers: WriterQueue) -> None:

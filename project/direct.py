@@ -19,6 +19,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from project.database import unchecked_connection
+
 Processor = Callable[[Any], Any] | None
 AnySelect = Select[*tuple[Any, ...]]
 AnyInsert = Insert
@@ -73,19 +75,21 @@ class Statements:
 class Reader:
     """Runs compiled statements on the driver of one pooled connection."""
 
-    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+    def __init__(self, conn: AsyncConnection, driver: Any, retry: bool = False) -> None:
         self._conn = conn
         self._driver = driver
         self._sqlite = conn.dialect.name == "sqlite"
+        # Whether a statement that finds the connection lost may run again on a new one.
+        self._retry = retry
 
     @property
     def dialect(self) -> Dialect:
         return self._conn.dialect
 
     @classmethod
-    async def of(cls, conn: AsyncConnection) -> "Reader":
+    async def of(cls, conn: AsyncConnection, retry: bool = False) -> "Reader":
         """A reader on `conn`, inside whatever transaction it has open."""
-        return cls(conn, (await conn.get_raw_connection()).driver_connection)
+        return cls(conn, (await conn.get_raw_connection()).driver_connection, retry)
 
     async def fetch(self, compiled: Compiled, **values: Any) -> list[tuple[Any, ...]]:
         """Run one compiled statement (a SELECT, or a write that commits by itself) with
@@ -98,21 +102,30 @@ class Reader:
         events = self._conn.sync_connection.dispatch  # type: ignore[union-attr]
         if events.before_cursor_execute:  # SQL logging and counting still see the statement
             events.before_cursor_execute(self._conn, None, compiled.sql, args, None, False)
-        try:
-            if self._sqlite:
-                rows: Sequence[Any] = await self._driver.execute_fetchall(compiled.sql, args)
-            else:
-                rows = await self._driver.fetch(compiled.sql, *args)
-        except Exception as exc:
-            # An error the database answered leaves the connection usable; any other (a
-            # lost connection, a timeout) leaves it in doubt, so it is not pooled again.
-            lost = not isinstance(exc, (sqlite3.Error, asyncpg.PostgresError))
-            if lost:
-                await self._conn.invalidate()
-            if isinstance(exc, (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)):
-                # A constraint the data broke (a row deleted meanwhile): a 409, as via the ORM.
-                raise IntegrityError(compiled.sql, None, exc) from exc
-            raise DBAPIError(compiled.sql, None, exc, connection_invalidated=lost) from exc
+        while True:
+            try:
+                if self._sqlite:
+                    rows: Sequence[Any] = await self._driver.execute_fetchall(compiled.sql, args)
+                else:
+                    rows = await self._driver.fetch(compiled.sql, *args)
+                break
+            except Exception as exc:
+                lost = self._lost(exc)
+                if lost:  # not pooled again
+                    await self._conn.invalidate()
+                    if self._retry and not isinstance(exc, TimeoutError):
+                        # Handed out unchecked and found dead (the database restarted, or
+                        # ended the connection): once more, on a connection checked first.
+                        self._retry = False
+                        self._driver = (await self._conn.get_raw_connection()).driver_connection
+                        continue
+                if isinstance(
+                    exc, (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+                ):
+                    # A constraint the data broke (a row deleted meanwhile): a 409, as via
+                    # the ORM.
+                    raise IntegrityError(compiled.sql, None, exc) from exc
+                raise DBAPIError(compiled.sql, None, exc, connection_invalidated=lost) from exc
         known: list[dict[Any, Any]] = [{} for _ in compiled.converters]
         processed = []
         for row in rows:
@@ -127,9 +140,27 @@ class Reader:
             processed.append(tuple(cells))
         return processed
 
+    def _lost(self, exc: Exception) -> bool:
+        """Whether `exc` leaves the connection in doubt. An error the database answered
+        leaves it usable, unless the server ended the session with it; anything else (a
+        lost connection, a timeout) does not."""
+        if isinstance(exc, sqlite3.Error):
+            return False
+        if isinstance(exc, asyncpg.PostgresError):
+            return bool(self._driver.is_closed())
+        return True
+
 
 @asynccontextmanager
-async def reader(engine: AsyncEngine) -> AsyncIterator[Reader]:
-    """A pooled connection, outside any transaction: each statement is its own snapshot."""
-    async with engine.connect() as conn:
-        yield await Reader.of(conn)
+async def reader(engine: AsyncEngine, *, idempotent: bool = False) -> AsyncIterator[Reader]:
+    """A pooled connection, outside any transaction: each statement is its own snapshot.
+
+    With `idempotent` (statements that may safely run twice: reads), the connection is
+    handed out without the pool's liveness check, which costs a round trip per request on
+    PostgreSQL; a statement that finds it dead runs again on a checked one instead."""
+    if not idempotent:
+        async with engine.connect() as conn:
+            yield await Reader.of(conn)
+        return
+    async with unchecked_connection(engine) as conn:
+        yield await Reader.of(conn, retry=True)

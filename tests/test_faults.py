@@ -5,9 +5,10 @@ lost, no error leaks a traceback, and the service recovers by itself."""
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from alembic import command
@@ -86,24 +87,45 @@ async def test_postgres_outage_is_503_then_recovers_without_a_restart(
 
 
 @needs_postgres
-async def test_a_database_restart_costs_no_request(
-    own_postgres: PostgresCluster, tmp_path: Path
+@pytest.mark.parametrize("loss", ["restart", "terminate"])
+async def test_losing_the_pooled_connections_costs_no_request(
+    own_postgres: PostgresCluster, tmp_path: Path, loss: str
 ) -> None:
-    """Pooled connections die with the server; the check on checkout replaces them, so the
-    first requests after a restart succeed instead of failing on a stale connection."""
+    """Pooled connections die with the server, or when it ends them. A read that finds its
+    connection dead runs again on a fresh one; every other request gets a connection checked
+    before use. Either way the first requests afterwards succeed."""
     with LiveServer(own_postgres.url("faults"), tmp_path, env={"DB_POOL_SIZE": "4"}) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            auth = await sign_up(http, "restart@example.com")
-            warm = await asyncio.gather(
-                *(http.get("/api/v1/heroes", headers=auth) for _ in range(8))
-            )
-            assert [r.status_code for r in warm] == [200] * 8
-            own_postgres.stop("fast")
-            own_postgres.start()
-            after = await asyncio.gather(
-                *(http.get("/api/v1/heroes", headers=auth) for _ in range(8))
-            )
-            assert [r.status_code for r in after] == [200] * 8
+            auth = await sign_up(http, f"{loss}@example.com")
+            hero = await http.post("/api/v1/heroes", json={"name": "Kept", "secret_name": "K"}, headers=auth)
+            hero_url = f"/api/v1/heroes/{hero.json()['id']}"
+
+            def burst() -> list[Awaitable[httpx.Response]]:
+                return [
+                    *(http.get("/api/v1/heroes", headers=auth) for _ in range(4)),
+                    *(http.get(hero_url, headers=auth) for _ in range(4)),
+                    http.post("/api/v1/powers", json={"name": uuid.uuid4().hex}, headers=auth),
+                    http.patch(hero_url, json={"age": 30}, headers=auth),
+                ]
+
+            warm = await asyncio.gather(*burst())
+            assert [r.status_code for r in warm] == [200] * 8 + [201, 200]
+            if loss == "restart":
+                own_postgres.stop("fast")
+                own_postgres.start()
+            else:
+                admin = await asyncpg.connect(own_postgres.url("faults").replace("+asyncpg", ""))
+                try:
+                    ended = await admin.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'heroes-api'"
+                    )
+                finally:
+                    await admin.close()
+                assert ended >= 2
+            after = await asyncio.gather(*burst())
+            assert [r.status_code for r in after] == [200] * 8 + [201, 200], [r.text for r in after]
+    assert "Traceback" not in server.log()
 
 
 async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ async def list_heroes(
     query: Annotated[HeroQuery, Query()], claims: AccessClaims, request: Request, pager: PagerDep
 ) -> Response:
     """The caller's heroes (everyone's for a superuser), with team and powers embedded."""
-    async with reader(get_database(request).engine) as db:
+    async with reader(get_database(request).engine, idempotent=True) as db:
         user_id, superuser = await check_principal(db, claims)
         return await hero_page(db, pager, None if superuser else user_id, query)
 
@@ -206,7 +206,7 @@ async def read_hero(
 ) -> Response:
     """One hero, with team and powers embedded. Honours `If-None-Match`."""
     engine = get_database(request).engine
-    async with reader(engine) as db:
+    async with reader(engine, idempotent=True) as db:
         statement = STATEMENTS.get(db.dialect, "read", read_statement)
         rows = await db.fetch(statement, hero_id=id, sid=claims.session_id, uid=claims.user_id)
     if not rows:
