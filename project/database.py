@@ -13,16 +13,15 @@ from alembic.config import Config as AlembicConfig
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.pool import PoolResetState
+from sqlalchemy.pool import PoolProxiedConnection, PoolResetState
 from sqlalchemy.util import await_
 
 from project.config import Settings
@@ -129,21 +128,29 @@ def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("stale pooled connection") from exc
 
 
-@asynccontextmanager
-async def unchecked_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection handed out without the check above, for a caller that finds out
-    by using it and then retries on a checked one: a read that is its own statement. Such a
-    read costs one round trip instead of two."""
-    conn = engine.connect()
-    token = _UNCHECKED.set(True)
+async def checkout(engine: AsyncEngine, *, checked: bool = True) -> PoolProxiedConnection:
+    """A pooled connection, without the `Connection` object SQLAlchemy builds around one,
+    for statements run straight on its driver. Errors come wrapped as `engine.connect()`
+    wraps them (a refused connection is an `OperationalError`).
+
+    `checked=False` skips the check above, for a caller that finds out by using the
+    connection and then retries on a checked one: a read that is its own statement, which
+    then costs one round trip instead of two."""
+    token = _UNCHECKED.set(not checked)
     try:
-        await conn.start()
+        return await engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        dialect = engine.dialect
+        raise DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(exc, None, None),
+            dialect=dialect,
+        ) from exc
     finally:
         _UNCHECKED.reset(token)
-    try:
-        yield conn
-    finally:
-        await conn.__aexit__(None, None, None)  # as `async with` closes: even if cancelled
 
 
 def _configure_sqlite(engine: AsyncEngine, settings: Settings, writers: WriterQueue) -> None:

@@ -18,8 +18,10 @@ from sqlalchemy import Insert, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
-from project.database import unchecked_connection
+from project.database import checkout
 
 Processor = Callable[[Any], Any] | None
 AnySelect = Select[*tuple[Any, ...]]
@@ -73,23 +75,45 @@ class Statements:
 
 
 class Reader:
-    """Runs compiled statements on the driver of one pooled connection."""
+    """Runs compiled statements on the driver of one pooled connection: either the
+    connection of an open `AsyncConnection` (`Reader.of`), or one taken from the pool by
+    itself (`reader`), without the `Connection` object SQLAlchemy would build around it."""
 
-    def __init__(self, conn: AsyncConnection, driver: Any, retry: bool = False) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        raw: PoolProxiedConnection,
+        conn: AsyncConnection | None = None,
+        retry: bool = False,
+    ) -> None:
+        self._engine = engine
+        self._raw = raw
+        self._driver: Any = raw.driver_connection
         self._conn = conn
-        self._driver = driver
-        self._sqlite = conn.dialect.name == "sqlite"
+        self._sqlite = engine.dialect.name == "sqlite"
         # Whether a statement that finds the connection lost may run again on a new one.
         self._retry = retry
 
     @property
     def dialect(self) -> Dialect:
-        return self._conn.dialect
+        return self._engine.dialect
 
     @classmethod
-    async def of(cls, conn: AsyncConnection, retry: bool = False) -> "Reader":
+    async def of(cls, conn: AsyncConnection) -> "Reader":
         """A reader on `conn`, inside whatever transaction it has open."""
-        return cls(conn, (await conn.get_raw_connection()).driver_connection, retry)
+        return cls(conn.engine, await conn.get_raw_connection(), conn)
+
+    async def release(self) -> None:
+        """Hand a connection taken from the pool by itself back (its reset may need the
+        driver: hence in SQLAlchemy's greenlet)."""
+        await greenlet_spawn(self._raw.close)
+
+    async def _lose(self) -> None:
+        """The connection is in doubt: it is closed, never pooled again."""
+        if self._conn is not None:
+            await self._conn.invalidate()
+        else:
+            self._raw.invalidate()
 
     async def fetch(self, compiled: Compiled, **values: Any) -> list[tuple[Any, ...]]:
         """Run one compiled statement (a SELECT, or a write that commits by itself) with
@@ -99,8 +123,11 @@ class Reader:
             value if bind is None else bind(value)
             for bind, value in zip(compiled.binds, (given[n] for n in compiled.names), strict=True)
         ]
-        events = self._conn.sync_connection.dispatch  # type: ignore[union-attr]
-        if events.before_cursor_execute:  # SQL logging and counting still see the statement
+        # SQL logging and counting still see the statement (`conn` is None on a connection
+        # taken from the pool by itself).
+        on = self._engine.sync_engine if self._conn is None else self._conn.sync_connection
+        events = on.dispatch  # type: ignore[union-attr]
+        if events.before_cursor_execute:
             events.before_cursor_execute(self._conn, None, compiled.sql, args, None, False)
         while True:
             try:
@@ -111,13 +138,14 @@ class Reader:
                 break
             except Exception as exc:
                 lost = self._lost(exc)
-                if lost:  # not pooled again
-                    await self._conn.invalidate()
+                if lost:
+                    await self._lose()
                     if self._retry and not isinstance(exc, TimeoutError):
                         # Handed out unchecked and found dead (the database restarted, or
                         # ended the connection): once more, on a connection checked first.
                         self._retry = False
-                        self._driver = (await self._conn.get_raw_connection()).driver_connection
+                        self._raw = await checkout(self._engine)
+                        self._driver = self._raw.driver_connection
                         continue
                 if isinstance(
                     exc, (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
@@ -158,9 +186,9 @@ async def reader(engine: AsyncEngine, *, idempotent: bool = False) -> AsyncItera
     With `idempotent` (statements that may safely run twice: reads), the connection is
     handed out without the pool's liveness check, which costs a round trip per request on
     PostgreSQL; a statement that finds it dead runs again on a checked one instead."""
-    if not idempotent:
-        async with engine.connect() as conn:
-            yield await Reader.of(conn)
-        return
-    async with unchecked_connection(engine) as conn:
-        yield await Reader.of(conn, retry=True)
+    raw = await checkout(engine, checked=not idempotent)
+    db = Reader(engine, raw, retry=idempotent)
+    try:
+        yield db
+    finally:
+        await db.release()
