@@ -78,10 +78,14 @@ def test_a_ratio_from_a_run_with_errors_is_not_met() -> None:
     assert found["S1"].measured.startswith("5 errors")
 
 
-def test_a_partial_run_checks_nothing() -> None:
-    partial = _run(s1=450)
-    del partial["sqlite"]["S6"]
-    assert report.checks(partial) == []
+def test_a_partial_run_checks_the_targets_it_has_the_runs_for() -> None:
+    partial = _run(s1=350)
+    for scenario in ("S1", "S3", "S6"):
+        del partial["sqlite"][scenario]
+    found = {c.scenario: c.met for c in report.checks(partial)}
+    assert found == {"S2": True, "S5": True}  # S4 is measured against S1, which did not run
+    only_s1 = {"sqlite": {"S1": _run(s1=350)["sqlite"]["S1"]}}
+    assert [(c.scenario, c.met) for c in report.checks(only_s1)] == [("S1", False)]
 
 
 def test_the_table_shows_ratios_on_service_rows_only() -> None:

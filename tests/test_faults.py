@@ -97,7 +97,9 @@ async def test_losing_the_pooled_connections_costs_no_request(
     with LiveServer(own_postgres.url("faults"), tmp_path, env={"DB_POOL_SIZE": "4"}) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             auth = await sign_up(http, f"{loss}@example.com")
-            hero = await http.post("/api/v1/heroes", json={"name": "Kept", "secret_name": "K"}, headers=auth)
+            hero = await http.post(
+                "/api/v1/heroes", json={"name": "Kept", "secret_name": "K"}, headers=auth
+            )
             hero_url = f"/api/v1/heroes/{hero.json()['id']}"
 
             def burst() -> list[Awaitable[httpx.Response]]:
