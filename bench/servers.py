@@ -5,7 +5,6 @@ server process under test has a core to itself."""
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,12 @@ from pathlib import Path
 
 import httpx
 
-from tests.pgcluster import PostgresCluster
+from tests.pgcluster import PostgresCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE = "0"
 DATABASE_CORES = {1}
 STARTUP_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -50,7 +50,8 @@ def postgres_available() -> bool:
     return _bin_dir() is not None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -71,7 +72,7 @@ class PostgresCluster:
             raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found")
         self.bin_dir = bin_dir
         self.base_dir = Path(base_dir)
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"

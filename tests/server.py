@@ -9,7 +9,6 @@ with LiveServer(database_url, tmp_path) as server:
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from types import TracebackType
 import httpx
 
 from tests.conftest import ROOT, TEST_SECRET
+from tests.pgcluster import free_port
 
 STARTUP_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LiveServer:

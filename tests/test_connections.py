@@ -18,14 +18,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import alembic_config
-from tests.factories import sign_up
+from tests.factories import assert_problem, sign_up
 from tests.pgcluster import PostgresCluster, postgres_available
 from tests.server import LiveServer
-
-
-def _problem(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
 
 
 @asynccontextmanager
@@ -167,12 +162,12 @@ async def test_an_exhausted_pool_is_503_after_the_pool_timeout(
                 started = time.monotonic()
                 starved = await http.get("/api/v1/heroes", headers=auth)
                 waited = time.monotonic() - started
-                _problem(starved, 503)
+                assert_problem(starved, 503)
                 assert int(starved.headers["Retry-After"]) > 0
                 assert 0.9 < waited < 5, waited
                 started = time.monotonic()
                 readiness = await http.get("/health/ready")
-                _problem(readiness, 503)
+                assert_problem(readiness, 503)
                 assert "in use" in readiness.json()["detail"]
                 assert time.monotonic() - started < 0.9  # answered without waiting for a connection
             assert (await holder).status_code == 200
@@ -200,7 +195,7 @@ async def test_a_statement_over_the_timeout_is_cancelled_and_the_connection_reus
                     f"/api/v1/heroes/{hero['id']}", json={"age": 1}, headers=auth
                 )
                 elapsed = time.monotonic() - started
-            _problem(cancelled, 503)
+            assert_problem(cancelled, 503)
             assert 0.9 < elapsed < 5, elapsed
             # The only pooled connection came back healthy: the next requests use it.
             for _ in range(3):
@@ -241,7 +236,7 @@ async def test_postgres_refusing_connections_is_503_until_some_free_up(tmp_path:
                 refused = [r for r in burst if r.status_code != 200]
                 assert refused, "every request found a pooled connection: nothing was refused"
                 for response in refused:
-                    _problem(response, 503)
+                    assert_problem(response, 503)
                     assert int(response.headers["Retry-After"]) > 0
                 for connection in crowd:
                     await connection.close()

@@ -20,17 +20,11 @@ from project.config import Settings
 from project.database import Database, migrate
 from project.models import Power
 from tests.conftest import alembic_config
-from tests.factories import PASSWORD, sign_up
+from tests.factories import PASSWORD, assert_problem, sign_up
 from tests.pgcluster import PostgresCluster, postgres_available
 from tests.server import LiveServer
 
 needs_postgres = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not installed")
-
-
-def _assert_clean_problem(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert "Traceback" not in response.text and "sqlalchemy" not in response.text.lower()
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ async def test_postgres_outage_is_503_then_recovers_without_a_restart(
                 started = time.monotonic()
                 response = await request
                 assert time.monotonic() - started < 5, "a request hung while the database was down"
-                _assert_clean_problem(response, 503)
+                assert_problem(response, 503)
                 assert int(response.headers["Retry-After"]) > 0
             assert (await http.get("/health/live")).status_code == 200
 
