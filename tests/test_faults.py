@@ -3,6 +3,7 @@ pile up on SQLite, the process is killed mid-stream or asked to stop. Nothing ac
 lost, no error leaks a traceback, and the service recovers by itself."""
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -275,6 +276,20 @@ async def test_sigterm_lets_in_flight_requests_finish(app: FastAPI, live: LiveSe
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
     assert exit_code in (0, -15)
     assert "Finished server process" in live.log()
+
+
+async def test_log_lines_are_written_while_the_server_runs(live: LiveServer) -> None:
+    """Lines are written in batches by a thread: they still reach the log promptly, not
+    only when the process exits."""
+    request_id = f"prompt-{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        await http.get("/health/live", headers={"X-Request-ID": request_id})
+    deadline = time.monotonic() + 5
+    while request_id not in live.log():
+        assert time.monotonic() < deadline, "no log line within 5 s of the request"
+        await asyncio.sleep(0.05)
+    [line] = [line for line in live.log().splitlines() if request_id in line]
+    assert json.loads(line)["route"] == "/health/live"
 
 
 async def test_logs_carry_no_password_token_or_hash(live: LiveServer) -> None:
