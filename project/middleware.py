@@ -3,6 +3,7 @@
 import atexit
 import json
 import logging
+import os
 import queue
 import random
 import re
@@ -101,15 +102,32 @@ class _BatchWriter:
         self.flush()
 
 
+LOG_INTERVAL = 0.05  # seconds between the writer's batches
 _records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
 _writer: _BatchWriter | None = None
 
 
+def _start_writer() -> None:
+    global _records, _writer
+    _records = queue.SimpleQueue()
+    _writer = _BatchWriter(_records, LOG_INTERVAL)
+    for handler in logging.getLogger("project").handlers:
+        if isinstance(handler, _HandOver):
+            handler.queue = _records
+
+
+def _stop_writer() -> None:
+    if _writer is not None:
+        _writer.stop()
+
+
 def configure_logging(level: str) -> None:
-    global _writer
     if _writer is None:
-        _writer = _BatchWriter(_records, interval=0.05)
-        atexit.register(_writer.stop)
+        _start_writer()
+        atexit.register(_stop_writer)
+        # A process forked from this one (a server that imports the app, then forks its
+        # workers) has no writer thread: it starts its own, on a queue of its own.
+        os.register_at_fork(after_in_child=_start_writer)
     root = logging.getLogger("project")
     root.handlers[:] = [_HandOver(_records)]
     root.setLevel(level.upper())

@@ -4,6 +4,8 @@ lost, no error leaks a traceback, and the service recovers by itself."""
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -290,6 +292,27 @@ async def test_log_lines_are_written_while_the_server_runs(live: LiveServer) -> 
         await asyncio.sleep(0.05)
     [line] = [line for line in live.log().splitlines() if request_id in line]
     assert json.loads(line)["route"] == "/health/live"
+
+
+FORKED_WORKER = """
+import logging, os, time
+from project.middleware import configure_logging
+configure_logging("INFO")
+pid = os.fork()
+if pid == 0:  # a worker forked after the app was imported
+    logging.getLogger("project.worker").info("from the forked worker")
+    time.sleep(1)
+    os._exit(0)  # no atexit: the line must have been written by then
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_worker_writes_its_own_log_lines() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from the forked worker" in done.stderr
 
 
 async def test_logs_carry_no_password_token_or_hash(live: LiveServer) -> None:
