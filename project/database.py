@@ -111,7 +111,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
 
 
 # Set while checking out a connection whose user retries on a fresh one instead (see
-# `connect_unchecked`).
+# `checkout`).
 _UNCHECKED: ContextVar[bool] = ContextVar("unchecked_checkout", default=False)
 
 
