@@ -1,6 +1,8 @@
 """The engine's SQLite set-up and its pool hygiene, on a SQLite file of the test's own (the
-PostgreSQL side is covered against a real server in test_connections.py and test_faults.py)."""
+PostgreSQL side is covered against a real server in test_connections.py and test_faults.py),
+and the pool's fairness on the test database."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ import pytest
 
 from project.config import Settings
 from project.database import Database
+from project.direct import reader
 
 
 @pytest.fixture
@@ -55,3 +58,39 @@ async def test_a_connection_goes_back_to_the_pool_with_no_transaction_open(
         again = (await connection.get_raw_connection()).driver_connection
         assert again is driver  # the same connection, from the pool
         assert not again.in_transaction
+
+
+async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
+    settings: Settings,
+) -> None:
+    """A request that returns its connection and at once asks for another queues behind the
+    requests already waiting: a busy client must not starve a waiting request into a 503."""
+    database = Database(
+        settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 1})
+    )
+    served: list[str] = []
+    busy_started = asyncio.Event()
+
+    async def busy() -> None:
+        for _ in range(300):  # about 3 s of back-to-back use, well past the pool timeout
+            async with reader(database.engine):
+                served.append("busy")
+                busy_started.set()
+                await asyncio.sleep(0.01)
+            if "waiting" in served:
+                return
+
+    async def waiting() -> None:
+        async with reader(database.engine):
+            served.append("waiting")
+
+    try:
+        busy_task = asyncio.create_task(busy())
+        await busy_started.wait()
+        await asyncio.gather(waiting(), busy_task)
+        # Served at the first return of the connection, ahead of the busy client's next use,
+        # not after the busy client stops (or, on an unfair pool, times out meanwhile).
+        assert served == ["busy", "waiting", "busy"]
+        assert database.pool_status()["in_use"] == 0
+    finally:
+        await database.dispose()
