@@ -131,7 +131,10 @@ class FairQueuePool(AsyncAdaptedQueuePool):
             self._waiting -= 1
 
     def _do_get(self) -> ConnectionPoolEntry:
-        await_(self._ticket())
+        if self._tickets.locked():
+            await_(self._ticket())
+        else:  # a ticket is free and nobody waits: taking it cannot block, so no timer
+            await_(self._tickets.acquire())
         try:
             return super()._do_get()
         except BaseException:

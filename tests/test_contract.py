@@ -106,6 +106,21 @@ async def test_security_headers_and_request_id(client: AsyncClient) -> None:
     assert problem.headers["x-content-type-options"] == "nosniff"
 
 
+async def test_a_handlers_own_headers_win_over_the_defaults(
+    client: AsyncClient, alice: Account
+) -> None:
+    hero = await client.post(
+        "/api/v1/heroes", json={"name": "H", "secret_name": "S"}, headers=alice.headers
+    )
+    response = await client.get(
+        f"/api/v1/heroes/{hero.json()['id']}",
+        headers={**alice.headers, "X-Request-ID": "trace-456"},
+    )
+    assert response.headers.get_list("cache-control") == ["private, no-cache"]
+    assert response.headers.get_list("x-request-id") == ["trace-456"]
+    assert response.headers.get_list("x-frame-options") == ["DENY"]
+
+
 async def test_docs_get_a_csp_that_lets_swagger_ui_load(client: AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
