@@ -24,7 +24,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-POOL_SIZE = 10  # the service's DB_POOL_SIZE default
+# The service's default pools: DB_POOL_SIZE + DB_MAX_OVERFLOW (see project/config.py).
+SQLITE_POOL_SIZE = 5
+POSTGRES_POOL_SIZE = 10
 HERO = (
     "h.id, h.created_at, h.updated_at, h.name, h.secret_name, h.age, h.owner_id, h.team_id,"
     " h.version"
@@ -66,7 +68,7 @@ class SQLite:
         self.idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
 
     async def open(self) -> None:
-        for _ in range(POOL_SIZE):
+        for _ in range(SQLITE_POOL_SIZE):
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
             for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
                 await conn.execute(f"PRAGMA {pragma}")
@@ -118,7 +120,9 @@ class Postgres:
         self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
-        self.pool = await asyncpg.create_pool(self.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE)
+        self.pool = await asyncpg.create_pool(
+            self.dsn, min_size=POSTGRES_POOL_SIZE, max_size=POSTGRES_POOL_SIZE
+        )
 
     async def close(self) -> None:
         if self.pool is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from project.config import Settings
 from project.database import Database
@@ -91,6 +92,35 @@ async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
         # Served at the first return of the connection, ahead of the busy client's next use,
         # not after the busy client stops (or, on an unfair pool, times out meanwhile).
         assert served == ["busy", "waiting", "busy"]
+        assert database.pool_status()["in_use"] == 0
+    finally:
+        await database.dispose()
+
+
+async def test_a_busy_pool_hands_returned_connections_on_instead_of_reopening(
+    settings: Settings,
+) -> None:
+    """Under load above the pool's size, a connection handed back while others wait goes to
+    one of them: it is not closed as surplus, only for another to be opened a moment later."""
+    database = Database(
+        settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 2, "db_pool_timeout": 5})
+    )
+    opened = 0
+
+    def count(*_: Any) -> None:
+        nonlocal opened
+        opened += 1
+
+    event.listen(database.engine.sync_engine, "connect", count)
+
+    async def client() -> None:
+        for _ in range(30):
+            async with reader(database.engine):
+                await asyncio.sleep(0)
+
+    try:
+        await asyncio.gather(*(client() for _ in range(8)))
+        assert opened == 3  # the pool's limit, each opened once
         assert database.pool_status()["in_use"] == 0
     finally:
         await database.dispose()
