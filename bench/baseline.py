@@ -24,9 +24,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-# The service's default pools: DB_POOL_SIZE + DB_MAX_OVERFLOW (see project/config.py).
-SQLITE_POOL_SIZE = 5
-POSTGRES_POOL_SIZE = 10
+from project.config import Settings
+
 HERO = (
     "h.id, h.created_at, h.updated_at, h.name, h.secret_name, h.age, h.owner_id, h.team_id,"
     " h.version"
@@ -63,12 +62,13 @@ class HeroIn(BaseModel):
 class SQLite:
     """A fixed pool of aiosqlite connections with the service's pragmas."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, pool_size: int) -> None:
         self.path = path
+        self.pool_size = pool_size
         self.idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
 
     async def open(self) -> None:
-        for _ in range(SQLITE_POOL_SIZE):
+        for _ in range(self.pool_size):
             conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
             for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
                 await conn.execute(f"PRAGMA {pragma}")
@@ -115,13 +115,14 @@ class SQLite:
 
 
 class Postgres:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, pool_size: int) -> None:
         self.dsn = dsn
+        self.pool_size = pool_size
         self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=POSTGRES_POOL_SIZE, max_size=POSTGRES_POOL_SIZE
+            self.dsn, min_size=self.pool_size, max_size=self.pool_size
         )
 
     async def close(self) -> None:
@@ -161,9 +162,11 @@ Database = SQLite | Postgres
 
 
 def _database(url: str) -> Database:
+    # As many connections as the service keeps by default on this database (DB_POOL_SIZE).
+    pool_size = Settings(_env_file=None, database_url=url).db_pool_size  # type: ignore[call-arg]
     if url.startswith("sqlite"):
-        return SQLite(url.split(":///", 1)[1])
-    return Postgres(url.replace("postgresql+asyncpg://", "postgresql://"))
+        return SQLite(url.split(":///", 1)[1], pool_size)
+    return Postgres(url.replace("postgresql+asyncpg://", "postgresql://"), pool_size)
 
 
 def _hero(db: Database, r: Sequence[Any]) -> dict[str, Any]:

@@ -157,13 +157,16 @@ class FairQueuePool(AsyncAdaptedQueuePool):
 def create_engine(settings: Settings, writers: WriterQueue | None = None) -> AsyncEngine:
     """The engine for `settings`; on SQLite its writers take turns on `writers` (a queue of
     their own if none is given)."""
+    pool: dict[str, Any] = {
+        "poolclass": FairQueuePool,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+    }
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
-            poolclass=FairQueuePool,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout,
+            **pool,
             connect_args={"timeout": settings.sqlite_busy_timeout},
             pool_reset_on_return=None,  # see `_on_reset`
         )
@@ -171,10 +174,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
         return engine
     engine = create_async_engine(
         settings.database_url,
-        poolclass=FairQueuePool,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
+        **pool,
         pool_recycle=settings.db_pool_recycle,
         connect_args={
             "timeout": settings.db_connect_timeout,

@@ -4,14 +4,16 @@ and the pool's fairness on the test database."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.util import greenlet_spawn
 
 from project.config import Settings
-from project.database import Database
+from project.database import Database, checkout
 from project.direct import reader
 
 
@@ -61,18 +63,32 @@ async def test_a_connection_goes_back_to_the_pool_with_no_transaction_open(
         assert not again.in_transaction
 
 
+@asynccontextmanager
+async def _pool(
+    settings: Settings, *, size: int, overflow: int, wait: float
+) -> AsyncIterator[Database]:
+    """The test database behind a pool of its own, checked to be all back when done."""
+    database = Database(
+        settings.model_copy(
+            update={"db_pool_size": size, "db_max_overflow": overflow, "db_pool_timeout": wait}
+        )
+    )
+    try:
+        yield database
+        assert database.pool_status()["in_use"] == 0
+    finally:
+        await database.dispose()
+
+
 async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
     settings: Settings,
 ) -> None:
     """A request that returns its connection and at once asks for another queues behind the
     requests already waiting: a busy client must not starve a waiting request into a 503."""
-    database = Database(
-        settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 1})
-    )
     served: list[str] = []
     busy_started = asyncio.Event()
 
-    async def busy() -> None:
+    async def busy(database: Database) -> None:
         for _ in range(300):  # about 3 s of back-to-back use, well past the pool timeout
             async with reader(database.engine):
                 served.append("busy")
@@ -81,46 +97,42 @@ async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
             if "waiting" in served:
                 return
 
-    async def waiting() -> None:
+    async def waiting(database: Database) -> None:
         async with reader(database.engine):
             served.append("waiting")
 
-    try:
-        busy_task = asyncio.create_task(busy())
+    async with _pool(settings, size=1, overflow=0, wait=1) as database:
+        busy_task = asyncio.create_task(busy(database))
         await busy_started.wait()
-        await asyncio.gather(waiting(), busy_task)
+        await asyncio.gather(waiting(database), busy_task)
         # Served at the first return of the connection, ahead of the busy client's next use,
         # not after the busy client stops (or, on an unfair pool, times out meanwhile).
         assert served == ["busy", "waiting", "busy"]
-        assert database.pool_status()["in_use"] == 0
-    finally:
-        await database.dispose()
 
 
-async def test_a_busy_pool_hands_returned_connections_on_instead_of_reopening(
+async def test_connections_returned_while_others_wait_go_to_them_not_closed(
     settings: Settings,
 ) -> None:
-    """Under load above the pool's size, a connection handed back while others wait goes to
-    one of them: it is not closed as surplus, only for another to be opened a moment later."""
-    database = Database(
-        settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 2, "db_pool_timeout": 5})
-    )
+    """A connection handed back while requests wait goes to one of them: it is not closed
+    as surplus to the pool's size, only for another to be opened a moment later."""
     opened = 0
 
     def count(*_: Any) -> None:
         nonlocal opened
         opened += 1
 
-    event.listen(database.engine.sync_engine, "connect", count)
+    both_served = asyncio.Barrier(2)
 
-    async def client() -> None:
-        for _ in range(30):
-            async with reader(database.engine):
-                await asyncio.sleep(0)
+    async def use(database: Database) -> None:
+        async with reader(database.engine):
+            await both_served.wait()  # each holds its connection until both have one
 
-    try:
-        await asyncio.gather(*(client() for _ in range(8)))
-        assert opened == 3  # the pool's limit, each opened once
-        assert database.pool_status()["in_use"] == 0
-    finally:
-        await database.dispose()
+    async with _pool(settings, size=1, overflow=1, wait=5) as database:
+        event.listen(database.engine.sync_engine, "connect", count)
+        kept, overflow = await checkout(database.engine), await checkout(database.engine)
+        waiting = [asyncio.create_task(use(database)) for _ in range(2)]
+        await asyncio.sleep(0.05)  # both wait for a connection
+        # Both come back at once, before either waiter runs.
+        await greenlet_spawn(lambda: (kept.close(), overflow.close()))
+        await asyncio.gather(*waiting)
+        assert opened == 2  # the two the pool had; none closed and opened again
