@@ -439,6 +439,23 @@ class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
+# --- health ------------------------------------------------------------------------------
+
+
+class Liveness(SQLModel):
+    status: str = Field(description="`ok` while the process serves.")
+
+
+class PoolUsage(SQLModel):
+    in_use: int = Field(description="Connections checked out right now.")
+    capacity: int = Field(description="The most this process opens (pool size plus overflow).")
+
+
+class Readiness(Liveness):
+    database: str = Field(description="`ok` when the database answered a query.")
+    pool: PoolUsage
+
+
 def _keep_name_key(mapper: Mapper[Any], connection: Any, target: Team | Power | Hero) -> None:
     target.name_key = fold(target.name)
 

@@ -17,9 +17,22 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, func, literal, select, tuple_
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    Select,
+    SQLColumnExpression,
+    String,
+    func,
+    literal,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from project.errors import InvalidField
 from project.models import NAME_MAX, NO_NUL, fold
@@ -65,14 +78,11 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
-    total: int | None = Field(default=None, description="Present only with `include_total=true`.")
-
-    @model_serializer(mode="wrap")
-    def _omit_total_unless_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if data.get("total") is None:
-            data.pop("total", None)
-        return data
+    total: SkipJsonSchema[None] | int = Field(
+        default=None,
+        exclude_if=lambda total: total is None,
+        description="How many items match; present only with `include_total=true`.",
+    )
 
 
 _fingerprints: dict[tuple[Any, ...], str] = {}
@@ -85,11 +95,31 @@ def _fingerprint(query: ListQuery) -> str:
     found = _fingerprints.get(scope)
     if found is None:
         dumped = query.model_dump(mode="json", exclude=set(PAGING_FIELDS))
-        found = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()[:16]
+        bound = json.dumps([kind.__name__, dumped], sort_keys=True)  # the collection too
+        found = hashlib.sha256(bound.encode()).hexdigest()[:16]
         if len(_fingerprints) >= 4096:
             _fingerprints.clear()
         _fingerprints[scope] = found
     return found
+
+
+INT64 = 2**63
+
+
+def _sort_key(value: Any, sql_type: TypeEngine[Any]) -> Any:
+    """A cursor's sort key, checked against its column's type: a cursor is signed, but a
+    value the database would reject must not reach it even so (a leaked key, a bug)."""
+    impl = getattr(sql_type, "impl", sql_type)  # a TypeDecorator's underlying type
+    if isinstance(impl, DateTime):
+        key = datetime.fromisoformat(value["datetime"])
+        if key.tzinfo is None:
+            raise ValueError("a naive timestamp")
+        return key
+    if isinstance(impl, Integer) and type(value) is int and -INT64 <= value < INT64:
+        return value
+    if isinstance(impl, String) and isinstance(value, str):
+        return value
+    raise ValueError(f"not a sort key of type {sql_type}")
 
 
 class Pager:
@@ -106,7 +136,8 @@ class Pager:
         payload = json.dumps([_fingerprint(query), value, str(row_id)]).encode()
         return base64.urlsafe_b64encode(self._sign(payload) + payload).rstrip(b"=").decode()
 
-    def decode(self, query: ListQuery) -> tuple[Any, uuid.UUID]:
+    def decode(self, query: ListQuery, key: SQLColumnExpression[Any]) -> tuple[Any, uuid.UUID]:
+        """The position `query.cursor` names: a value of the sort `key`, and a row id."""
         assert query.cursor is not None
         try:
             raw = base64.urlsafe_b64decode(query.cursor + "=" * (-len(query.cursor) % 4))
@@ -114,8 +145,7 @@ class Pager:
             if not hmac.compare_digest(signature, self._sign(payload)):
                 raise ValueError("bad signature")
             fingerprint, value, row_id = json.loads(payload)
-            key = datetime.fromisoformat(value["datetime"]) if isinstance(value, dict) else value
-            after = (key, uuid.UUID(row_id))
+            after = (_sort_key(value, cast(ColumnElement[Any], key).type), uuid.UUID(row_id))
         except (ValueError, binascii.Error, TypeError, KeyError) as exc:
             raise InvalidField(["query", "cursor"], "Not a cursor this API issued.") from exc
         if fingerprint != _fingerprint(query):
@@ -143,7 +173,7 @@ class Pager:
             total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
 
         if query.cursor is not None:
-            after_key, after_id = self.decode(query)
+            after_key, after_id = self.decode(query, key)
             position = tuple_(key, row_id)
             bound = tuple_(literal(after_key, key.type), literal(after_id, row_id.type))
             stmt = stmt.where(position < bound if descending else position > bound)

@@ -145,6 +145,59 @@ async def test_garbage_and_forged_cursors_are_422(client: AsyncClient, alice: Ac
     ).status_code == 200
 
 
+def _resigned(app: FastAPI, cursor: str, key: Any) -> str:
+    """`cursor` with its sort key replaced, signed with the service's own key: what a bug
+    or a leaked key could produce."""
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    payload = json.loads(raw[16:])
+    payload[1] = key
+    body = json.dumps(payload).encode()
+    signed = app.state.pager._sign(body) + body
+    return base64.urlsafe_b64encode(signed).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("kind", "sort", "key"),
+    [
+        ("teams", "created_at", 5),
+        ("teams", "created_at", "2020"),
+        ("teams", "created_at", {"datetime": "2020-01-01T00:00:00"}),
+        ("teams", "name", [1]),
+        ("heroes", "age", [1]),
+        ("heroes", "age", 10**30),
+        ("heroes", "age", True),
+        ("heroes", "-created_at", {"datetime": 7}),
+    ],
+)
+async def test_a_signed_cursor_with_a_key_of_the_wrong_type_is_422(
+    app: FastAPI, client: AsyncClient, alice: Account, kind: str, sort: str, key: Any
+) -> None:
+    for n in range(2):
+        await create(client, alice, kind, **_body(kind, n))
+    url = f"/api/v1/{kind}?limit=1&sort={sort}"
+    cursor = (await client.get(url, headers=alice.headers)).json()["next_cursor"]
+    assert (await client.get(f"{url}&cursor={cursor}", headers=alice.headers)).status_code == 200
+    response = await client.get(
+        f"{url}&cursor={_resigned(app, cursor, key)}", headers=alice.headers
+    )
+    assert_problem(response, 422)
+
+
+async def test_a_cursor_only_works_on_its_own_collection(
+    client: AsyncClient, alice: Account
+) -> None:
+    for n in range(2):
+        await create(client, alice, "teams", **_body("teams", n))
+        await create(client, alice, "powers", **_body("powers", n))
+    cursor = (await client.get("/api/v1/teams?limit=1&sort=name", headers=alice.headers)).json()[
+        "next_cursor"
+    ]
+    response = await client.get(
+        f"/api/v1/powers?limit=1&sort=name&cursor={cursor}", headers=alice.headers
+    )
+    assert "cursor" in assert_problem(response, 422)["detail"]
+
+
 async def test_a_cursor_only_works_with_its_own_sort_and_filters(
     client: AsyncClient, alice: Account
 ) -> None:

@@ -5,6 +5,7 @@ from sqlalchemy import text
 
 from project.database import get_database
 from project.errors import ServiceUnavailable
+from project.models import Liveness, PoolUsage, Readiness
 from project.routing import problems
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -13,13 +14,13 @@ READY_TIMEOUT_SECONDS = 2.0
 
 
 @router.get("/live")
-async def live() -> dict[str, str]:
+async def live() -> Liveness:
     """The process is up and serving."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get("/ready", responses=problems(status.HTTP_503_SERVICE_UNAVAILABLE))
-async def ready(request: Request) -> dict[str, object]:
+async def ready(request: Request) -> Readiness:
     """The database answers and the connection pool has room: send traffic here."""
     database = get_database(request)
     pool = database.pool_status()
@@ -33,4 +34,4 @@ async def ready(request: Request) -> dict[str, object]:
                 await connection.execute(text("SELECT 1"))
     except Exception as exc:
         raise ServiceUnavailable("The database does not answer.") from exc
-    return {"status": "ok", "database": "ok", "pool": pool}
+    return Readiness(status="ok", database="ok", pool=PoolUsage(**pool))

@@ -14,6 +14,7 @@ from project.errors import AuthenticationFailed, InvalidField, NotFound
 from project.hero_rows import (
     FILTERS,
     HERO_FIELDS,
+    SORTS,
     STATEMENTS,
     TEAM_FIELDS,
     Mode,
@@ -90,7 +91,8 @@ async def hero_page(
     mode: Mode = "first" if query.cursor is None else "after"
     shape: Shape = (owner_id is not None, query.sort, mode, filters)
     if query.cursor is not None:
-        values["after_key"], values["after_id"] = pager.decode(query)
+        key = SORTS[query.sort.lstrip("-")]
+        values["after_key"], values["after_id"] = pager.decode(query, key)
     page = STATEMENTS.get(db.dialect, shape, lambda: page_statement(*shape))
     heroes = heroes_of(await db.fetch(page, limit=query.limit + 1, **values))
     next_cursor = None
