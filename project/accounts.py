@@ -10,7 +10,7 @@ from sqlmodel import col
 from project import login_sessions, throttle
 from project.config import Settings
 from project.database import commit
-from project.errors import AuthenticationFailed, Conflict
+from project.errors import AuthenticationFailed, Conflict, ServiceUnavailable
 from project.models import User
 from project.security import PasswordHasher
 
@@ -41,7 +41,12 @@ async def check_credentials(
     attempt = await throttle.begin_attempt(session, settings, email, client)
     user = await session.scalar(select(User).where(col(User.email) == email))
     await session.commit()  # hold no transaction, lock or connection while hashing
-    if not await hasher.verify(password, user.hashed_password if user else None):
+    try:
+        verified = await hasher.verify(password, user.hashed_password if user else None)
+    except ServiceUnavailable:
+        await throttle.forget_attempt(session, attempt)  # never checked: not a failure
+        raise
+    if not verified:
         raise AuthenticationFailed(BAD_CREDENTIALS)
     if user is None or not allowed(user):
         raise AuthenticationFailed(BAD_CREDENTIALS)

@@ -149,6 +149,11 @@ class TokenCodec:
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` in a
 # worker thread, a thread hop per request for an attribute lookup.
+def client_address(request: Request) -> str:
+    """The caller's address, as the server sees it (behind a proxy: see FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def get_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher

@@ -109,3 +109,34 @@ class TestPerClientLimit:
         transport = ASGITransport(app=app, client=("203.0.113.7", 4000))
         async with AsyncClient(transport=transport, base_url="http://testserver") as other:
             assert (await login(other, alice.email, alice.password)).status_code == 200
+
+
+async def test_a_login_refused_as_busy_is_not_a_failure(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    hasher = app.state.hasher
+    hasher._queued = hasher._queue_limit  # every password check slot is taken
+    for _ in range(6):
+        assert_problem(await login(client, alice.email, alice.password), 503)
+    hasher._queued = 0
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_guessing_the_current_password_is_throttled_like_a_login(
+    client: AsyncClient, alice: Account
+) -> None:
+    async def change(current: str) -> int:
+        body = {"current_password": current, "new_password": "a brand new secret"}
+        response = await client.put("/api/v1/users/me/password", json=body, headers=alice.headers)
+        return response.status_code
+
+    assert [await change("wrong password") for _ in range(5)] == [400] * 5
+    assert_problem(
+        await client.put(
+            "/api/v1/users/me/password",
+            json={"current_password": alice.password, "new_password": "a brand new secret"},
+            headers=alice.headers,
+        ),
+        429,
+    )
+    assert_problem(await login(client, alice.email, alice.password), 429)

@@ -22,8 +22,8 @@ from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
 from project.models import AuthSession, User, utcnow
-from project.routers.auth import LoginForm, client_address
-from project.security import PasswordHasher, live_session
+from project.routers.auth import LoginForm
+from project.security import PasswordHasher, client_address, live_session
 
 SESSION_COOKIE = "admin_session"
 

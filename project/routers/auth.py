@@ -17,7 +17,7 @@ from project.models import (
     UserPublic,
 )
 from project.routing import api_router, problems
-from project.security import CurrentUser, HasherDep, TokensDep
+from project.security import CurrentUser, HasherDep, TokensDep, client_address
 
 router = api_router("/auth", ["auth"])
 
@@ -31,10 +31,6 @@ class LoginForm(BaseModel):
     scope: str = Field(default="", max_length=1024)
     client_id: str | None = Field(default=None, max_length=255)
     client_secret: str | None = Field(default=None, max_length=255)
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @router.post(

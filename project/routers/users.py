@@ -1,19 +1,26 @@
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Depends, Path, Query, status
+from fastapi import Depends, Path, Query, Request, status
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import login_sessions
-from project.accounts import EMAIL_TAKEN, ensure_not_last_superuser
+from project.accounts import EMAIL_TAKEN, check_credentials, ensure_not_last_superuser
+from project.config import SettingsDep
 from project.database import SessionDep, commit
-from project.errors import BadRequest, NotFound
+from project.errors import AuthenticationFailed, BadRequest, NotFound
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
 from project.paging import ListQuery, Page, PagerDep, search_text
 from project.routing import api_router, problems
-from project.security import CurrentPrincipal, CurrentUser, HasherDep, Superuser
+from project.security import (
+    CurrentPrincipal,
+    CurrentUser,
+    HasherDep,
+    Superuser,
+    client_address,
+)
 
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 
@@ -69,16 +76,25 @@ async def update_me(body: UserUpdateMe, session: SessionDep, user: CurrentUser) 
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_400_BAD_REQUEST),
+    responses=problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS),
 )
 async def change_password(
-    body: PasswordChange, session: SessionDep, principal: CurrentPrincipal, hasher: HasherDep
+    body: PasswordChange,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    hasher: HasherDep,
+    settings: SettingsDep,
 ) -> None:
-    """Change the caller's password; every other session of the caller ends."""
+    """Change the caller's password; every other session of the caller ends. Wrong current
+    passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
     user = principal.user
-    await session.commit()  # hold no transaction while hashing
-    if not await hasher.verify(body.current_password, user.hashed_password):
-        raise BadRequest("The current password is wrong.")
+    try:
+        await check_credentials(
+            session, hasher, settings, user.email, body.current_password, client_address(request)
+        )
+    except AuthenticationFailed:
+        raise BadRequest("The current password is wrong.") from None
     user.hashed_password = await hasher.hash(body.new_password)
     session.add(user)
     await login_sessions.end_all(session, user.id, keep=principal.session_id)
