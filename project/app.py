@@ -5,7 +5,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from project.accounts import ensure_superuser
@@ -16,6 +15,7 @@ from project.errors import FieldError, Problem, install_error_handlers
 from project.metrics import install_metrics
 from project.middleware import (
     BodySizeLimitMiddleware,
+    ProblemCORSMiddleware,
     RequestContextMiddleware,
     configure_logging,
     flush_logs,
@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -33,16 +33,19 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def create_engine(settings: Settings, writers: WriterQueue | None = None) -> AsyncEngine:
     """The engine for `settings`; on SQLite its writers take turns on `writers` (a queue of
     their own if none is given)."""
-    pool: dict[str, Any] = {
+    options: dict[str, Any] = {
         "poolclass": FairQueuePool,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
+        # Errors quote their SQL but not its values: those include emails and password hashes,
+        # and an error ends up in the log.
+        "hide_parameters": True,
     }
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
-            **pool,
+            **options,
             connect_args={"timeout": settings.sqlite_busy_timeout},
             pool_reset_on_return=None,  # see `_on_reset`
         )
@@ -54,7 +57,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
         return engine
     engine = create_async_engine(
         settings.database_url,
-        **pool,
+        **options,
         pool_recycle=settings.db_pool_recycle,
         connect_args={
             "timeout": settings.db_connect_timeout,

@@ -10,10 +10,14 @@ import re
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from logging.handlers import QueueHandler
 
 from fastapi import status
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from project.errors import internal_error_response, problem_response
@@ -65,11 +69,21 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# The id of the request being served, for every line logged while serving it.
+current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
 class _HandOver(QueueHandler):
     """Queues records as they are: formatting and writing happen in the writer's thread,
-    off the event loop (one JSON line and one write per request add up)."""
+    off the event loop (one JSON line and one write per request add up). Only the request
+    id is added here, in the thread that logs: the writer's thread cannot know it."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        request_id = current_request_id.get()
+        if request_id is not None:
+            fields = getattr(record, "fields", {})
+            if "request_id" not in fields:
+                record.fields = {"request_id": request_id, **fields}
         return record
 
 
@@ -181,6 +195,7 @@ class RequestContextMiddleware:
             return
         sent = RequestInfo(scope)
         started = time.perf_counter()
+        request_id = current_request_id.set(sent.request_id)
         defaults = DOCS_HEADERS if scope["path"].startswith(DOCS_PATHS) else API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
@@ -196,7 +211,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            logger.exception("unhandled error", extra={"fields": {"request_id": sent.request_id}})
+            logger.exception("unhandled error")
             if sent.status is not None:
                 raise
             await internal_error_response()(scope, receive, send_with_headers)
@@ -215,6 +230,7 @@ class RequestContextMiddleware:
                     }
                 },
             )
+            current_request_id.reset(request_id)
 
 
 class RequestInfo:
@@ -271,3 +287,24 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in problem+json like every other
+    error (Starlette answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != status.HTTP_400_BAD_REQUEST:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-type", "content-length")
+        }
+        return problem_response(
+            status.HTTP_400_BAD_REQUEST,
+            f"Cross-origin request refused: its {refused} is not allowed.",
+            headers,
+        )

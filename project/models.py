@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
@@ -27,6 +27,9 @@ SQLModel.metadata.naming_convention = {
 }
 
 NO_NUL = r"^[^\x00]*$"
+BLANKS = " \t\n\v\f\r"
+# A name: not only blanks (they are stripped, see `Name`), and no NUL.
+NAME_PATTERN = r"^[^\x00]*[^\x00 \t\n\v\f\r][^\x00]*$"
 NAME_MAX = 255
 DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
@@ -87,19 +90,30 @@ def _version_column() -> Column[int]:
     return Column("version", Integer, nullable=False)
 
 
-def _text(max_length: int = NAME_MAX, min_length: int = 1, **kwargs: Any) -> Any:
+def _text(
+    max_length: int = NAME_MAX, min_length: int = 1, pattern: str = NO_NUL, **kwargs: Any
+) -> Any:
     """A string field that rejects NUL (PostgreSQL cannot store it; no client means it)."""
-    pattern = {"pattern": NO_NUL}
-    return Field(min_length=min_length, max_length=max_length, schema_extra=pattern, **kwargs)
+    extra = {"pattern": pattern}
+    return Field(min_length=min_length, max_length=max_length, schema_extra=extra, **kwargs)
 
 
 def _password(min_length: int = PASSWORD_MIN) -> Any:
     return _text(PASSWORD_MAX, min_length=min_length)
 
 
-def _optional_text(max_length: int = NAME_MAX) -> Any:
+def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
     """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
-    return _text(max_length, default=None)
+    return _text(max_length, pattern=pattern, default=None)
+
+
+def _strip(value: Any) -> Any:
+    return value.strip(BLANKS) if isinstance(value, str) else value
+
+
+# A name arrives without surrounding blanks, so `" Avengers"` clashes with `"Avengers"`, and a
+# name of only blanks is a 422.
+Name = Annotated[str, BeforeValidator(_strip)]
 
 
 def _example(example: dict[str, Any]) -> SQLModelConfig:
@@ -197,7 +211,7 @@ class UserPublic(UserBase, Timestamped):
 
 
 class TeamBase(SQLModel):
-    name: str = _text()
+    name: Name = _text(pattern=NAME_PATTERN)
     headquarters: str = _text()
 
 
@@ -231,7 +245,7 @@ class TeamCreate(RequestBody, TeamBase):
 class TeamUpdate(RequestBody):
     model_config = _example({"headquarters": "Avengers Compound"})
 
-    name: str = _optional_text()
+    name: Name = _optional_text(pattern=NAME_PATTERN)
     headquarters: str = _optional_text()
 
 
@@ -248,7 +262,7 @@ class TeamDetail(TeamPublic):
 
 
 class PowerBase(SQLModel):
-    name: str = _text()
+    name: Name = _text(pattern=NAME_PATTERN)
     description: str | None = _text(max_length=DESCRIPTION_MAX, default=None)
 
 
@@ -290,7 +304,7 @@ class PowerCreate(RequestBody, PowerBase):
 class PowerUpdate(RequestBody):
     model_config = _example({"description": "Flies faster than sound."})
 
-    name: str = _optional_text()
+    name: Name = _optional_text(pattern=NAME_PATTERN)
     description: str | None = _optional_text(max_length=DESCRIPTION_MAX)
 
 
@@ -305,7 +319,7 @@ AGE_MAX = 10_000
 
 
 class HeroBase(SQLModel):
-    name: str = _text()
+    name: Name = _text(pattern=NAME_PATTERN)
     secret_name: str = _text()
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
 
@@ -368,7 +382,7 @@ class HeroCreate(RequestBody, HeroBase):
 class HeroUpdate(RequestBody):
     model_config = _example({"age": 17, "power_ids": []})
 
-    name: str = _optional_text()
+    name: Name = _optional_text(pattern=NAME_PATTERN)
     secret_name: str = _optional_text()
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
     team_id: uuid.UUID | None = None
@@ -436,7 +450,7 @@ class TokenPair(SQLModel):
 class RefreshRequest(RequestBody):
     model_config = _example({"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."})
 
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: str = _text(4096)
 
 
 # --- health ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import (
     ColumnElement,
@@ -57,14 +57,19 @@ class ListQuery(BaseModel):
     sort: str = "created_at"
 
 
-def search_text() -> Any:
-    return Field(
-        default=None,
-        min_length=1,
+def _blank_is_none(text: str | None) -> str | None:
+    return text or None  # an empty search box filters nothing, and pages like no `q` at all
+
+
+SearchText = Annotated[
+    str | None,
+    Field(
         max_length=NAME_MAX,
         pattern=NO_NUL,
-        description="Case-insensitive substring match on the name.",
-    )
+        description="Case-insensitive substring match on the name; empty matches everything.",
+    ),
+    AfterValidator(_blank_is_none),
+]
 
 
 def like_pattern(text: str) -> str:

@@ -103,6 +103,11 @@ class ProblemRoute(APIRoute):
     about a missing dict), and hands the database connection back as soon as the response
     is built rather than after it has been sent."""
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
+            kwargs["response_class"] = Response  # no body, so no Content-Type either
+        super().__init__(path, endpoint, **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         body_kind = None

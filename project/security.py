@@ -136,7 +136,7 @@ class TokenCodec:
                 options={"require": REQUIRED_CLAIMS},
             )
             if payload["type"] != kind:
-                raise AuthenticationFailed(f"Expected an {kind} token.")
+                raise AuthenticationFailed(f"Expected a token of type {kind}.")
             return Claims(
                 user_id=uuid.UUID(payload["sub"]),
                 session_id=uuid.UUID(payload["sid"]),

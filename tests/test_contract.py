@@ -1,15 +1,18 @@
 """The HTTP contract every endpoint shares: problem+json for every error the framework
 itself raises, body and media-type limits, headers, CORS, and the OpenAPI document."""
 
+import logging
 import re
 from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
 
 from project.app import create_app
 from project.config import Settings
+from project.database import SessionDep
 from tests.factories import Account, assert_problem
 
 
@@ -143,6 +146,7 @@ async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
         "/api/v1/teams", headers={"Origin": "https://evil.example", **preflight}
     )
     assert "access-control-allow-origin" not in other.headers
+    assert "origin" in assert_problem(other, 400)["detail"]
     simple = await client.get("/health/live", headers={"Origin": "https://app.example.com"})
     assert "ETag" in simple.headers["access-control-expose-headers"]
 
@@ -175,6 +179,39 @@ async def test_an_unexpected_error_is_a_500_problem_without_a_traceback(
     assert "secret" not in response.text and "RuntimeError" not in response.text
     assert body["title"] == "Internal Server Error"
     assert response.headers["x-request-id"]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_a_database_error_is_logged_with_its_request_id_but_no_values(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    private = "-".join(("private", "value"))  # so the traceback's source lines lack it
+
+    async def failing(session: SessionDep) -> None:
+        statement = text("SELECT no_such_column FROM users WHERE email = :email")
+        await session.execute(statement, {"email": private})
+
+    app.add_api_route("/failing", failing)
+    captured = _Records()
+    logging.getLogger("project").addHandler(captured)  # after the service's own handler
+    try:
+        response = await client.get("/failing", headers={"X-Request-ID": "trace-me-42"})
+    finally:
+        logging.getLogger("project").removeHandler(captured)
+    assert_problem(response, 500)
+    [error] = [r for r in captured.records if r.getMessage() == "database error"]
+    assert error.fields["request_id"] == "trace-me-42"  # type: ignore[attr-defined]
+    assert error.exc_info is not None
+    logged = logging.Formatter().formatException(error.exc_info)
+    assert "no_such_column" in logged and private not in logged
 
 
 async def test_docs_can_be_turned_off(settings: Settings) -> None:

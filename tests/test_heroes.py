@@ -193,11 +193,21 @@ async def test_filters(client: AsyncClient, alice: Account, bob: Account) -> Non
     assert await names(f"power_id={fly['id']}") == ["Spider-Man", "Vision"]
     assert await names(f"power_id={fly['id']}&q=vis") == ["Vision"]
     assert await names(f"team_id={uuid.uuid4()}") == []
+    # An empty search box filters nothing.
+    assert await names("q=") == ["Iron Man", "Spider-Man", "Vision"]
 
 
 @pytest.mark.parametrize(
     "query",
-    ["min_age=-1", "max_age=10001", "min_age=30&max_age=20", "team_id=nope", "power_id=1", "q="],
+    [
+        "min_age=-1",
+        "max_age=10001",
+        "min_age=30&max_age=20",
+        "team_id=nope",
+        "power_id=1",
+        f"q={'x' * 256}",
+        "q=a%00b",
+    ],
 )
 async def test_bad_filters_are_422(client: AsyncClient, alice: Account, query: str) -> None:
     assert_problem(await client.get(f"/api/v1/heroes?{query}", headers=alice.headers), 422)

@@ -128,6 +128,7 @@ async def test_a_current_or_star_if_match_goes_through(
     assert star.status_code == 200
     deleted = await client.delete(path, headers={**alice.headers, "If-Match": star.headers["etag"]})
     assert deleted.status_code == 204
+    assert deleted.content == b"" and "content-type" not in deleted.headers
     assert_problem(await client.get(path, headers=alice.headers), 404)
     assert_problem(await client.delete(path, headers={**alice.headers, "If-Match": "*"}), 404)
 

@@ -104,3 +104,19 @@ async def test_a_teams_heroes_page(client: AsyncClient, alice: Account, bob: Acc
     )
     assert_problem(elsewhere, 422)
     assert_problem(await client.get(path, headers=bob.headers), 404)
+
+
+async def test_names_arrive_without_surrounding_blanks(client: AsyncClient, alice: Account) -> None:
+    team = await create(client, alice, "teams", name="  Avengers\t", headquarters="NYC")
+    assert team["name"] == "Avengers"
+    clash = await client.post(
+        "/api/v1/teams", json={"name": " avengers ", "headquarters": "LA"}, headers=alice.headers
+    )
+    assert_problem(clash, 409)
+    blank = await client.post("/api/v1/powers", json={"name": "   "}, headers=alice.headers)
+    assert assert_problem(blank, 422)["errors"][0]["loc"] == ["body", "name"]
+    hero = await create(client, alice, "heroes", name="Thor", secret_name="Thor")
+    renamed = await client.patch(
+        f"/api/v1/heroes/{hero['id']}", json={"name": " Thor Odinson "}, headers=alice.headers
+    )
+    assert renamed.json()["name"] == "Thor Odinson"

@@ -1,7 +1,7 @@
 from typing import Annotated
 
 from fastapi import Form, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from project import login_sessions
 from project.accounts import check_credentials, create_user
@@ -24,6 +24,8 @@ router = api_router("/auth", ["auth"])
 
 class LoginForm(BaseModel):
     """The OAuth2 password grant (RFC 6749 §4.3), as Swagger UI's Authorize button sends it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     username: str = Field(max_length=320, pattern=NO_NUL, description="The account's email.")
     password: str = Field(max_length=PASSWORD_MAX, pattern=NO_NUL)

@@ -37,7 +37,7 @@ from project.models import (
     utcnow,
 )
 from project.ownership import owned, referenced
-from project.paging import ListQuery, Page, Pager, PagerDep, like_pattern, search_text
+from project.paging import ListQuery, Page, Pager, PagerDep, SearchText, like_pattern
 from project.routing import api_router, created, fetched, problems
 from project.security import AccessClaims, Claims, check_principal, get_caller
 
@@ -52,7 +52,7 @@ class HeroFilters(ListQuery):
     sort: Literal[
         "name", "-name", "age", "-age", "created_at", "-created_at", "updated_at", "-updated_at"
     ] = "created_at"
-    q: str | None = search_text()
+    q: SearchText = None
     min_age: int | None = Field(default=None, ge=0, le=AGE_MAX)
     max_age: int | None = Field(default=None, ge=0, le=AGE_MAX)
     power_id: uuid.UUID | None = Field(default=None, description="Heroes that have this power.")

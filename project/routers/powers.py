@@ -14,7 +14,7 @@ from project.models import (
     fold,
 )
 from project.ownership import owned, visible_to
-from project.paging import ListQuery, Page, PagerDep, search_text
+from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import lose_power
 from project.routing import api_router, created, fetched, problems
 from project.security import CurrentCaller
@@ -29,7 +29,7 @@ OwnedPower = Annotated[Power, Depends(owned(Power))]
 
 class PowerQuery(ListQuery):
     sort: Literal["name", "-name", "created_at", "-created_at"] = "created_at"
-    q: str | None = search_text()
+    q: SearchText = None
 
 
 def _respond(power: Power, response: Response) -> PowerPublic:

@@ -12,7 +12,7 @@ from project.database import SessionDep, commit
 from project.direct import Reader
 from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold
 from project.ownership import owned, visible_to
-from project.paging import ListQuery, Page, PagerDep, search_text
+from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import leave_team
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
 from project.routing import api_router, created, fetched, problems
@@ -38,7 +38,7 @@ class TeamQuery(ListQuery):
     sort: Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"] = (
         "created_at"
     )
-    q: str | None = search_text()
+    q: SearchText = None
 
 
 async def _heroes_counts(session: AsyncSession, team_ids: Sequence[uuid.UUID]) -> dict[Any, int]:

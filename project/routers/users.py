@@ -12,7 +12,7 @@ from project.config import SettingsDep
 from project.database import SessionDep, commit
 from project.errors import AuthenticationFailed, BadRequest, NotFound
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
-from project.paging import ListQuery, Page, PagerDep, search_text
+from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.routing import api_router, problems
 from project.security import (
     CurrentPrincipal,
@@ -27,7 +27,7 @@ router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 
 class UserQuery(ListQuery):
     sort: Literal["email", "-email", "created_at", "-created_at"] = "created_at"
-    q: str | None = search_text()
+    q: SearchText = None
     is_active: bool | None = None
 
 
