@@ -15,6 +15,7 @@ from project.errors import FieldError, Problem, install_error_handlers
 from project.metrics import install_metrics
 from project.middleware import (
     BodySizeLimitMiddleware,
+    HeadMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
     configure_logging,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
         )
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
     # Routes are matched in order: the busiest first.

@@ -185,6 +185,8 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
             if path_regex.match(request.url.path)
             for method in route_methods
         }
+        if "GET" in methods:
+            methods.add("HEAD")  # see `HeadMiddleware`
         if methods:
             headers["Allow"] = ", ".join(sorted(methods))
     return problem_response(exc.status_code, detail, headers)

@@ -308,3 +308,24 @@ class ProblemCORSMiddleware(CORSMiddleware):
             f"Cross-origin request refused: its {refused} is not allowed.",
             headers,
         )
+
+
+class HeadMiddleware:
+    """HEAD, which every HTTP server must support (RFC 9110 §9.1): served as the GET it
+    mirrors, with the body left out and the headers kept (`ETag` and `Content-Length`
+    included), so a client can check a resource without downloading it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)

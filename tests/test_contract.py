@@ -24,7 +24,30 @@ async def test_unknown_path_is_a_problem(client: AsyncClient) -> None:
 async def test_wrong_method_is_405_with_allow(client: AsyncClient, alice: Account) -> None:
     response = await client.put("/api/v1/teams", json={}, headers=alice.headers)
     assert_problem(response, 405)
-    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
+    created = await client.post("/api/v1/powers", json={"name": "Flight"}, headers=alice.headers)
+    one = await client.post(created.headers["location"], headers=alice.headers)
+    assert_problem(one, 405)
+    assert set(one.headers["allow"].replace(" ", "").split(",")) == {
+        "DELETE",
+        "GET",
+        "HEAD",
+        "PATCH",
+    }
+
+
+async def test_head_is_a_get_without_its_body(client: AsyncClient, alice: Account) -> None:
+    created = await client.post("/api/v1/powers", json={"name": "Flight"}, headers=alice.headers)
+    path = created.headers["location"]
+    got = await client.get(path, headers=alice.headers)
+    head = await client.head(path, headers=alice.headers)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert (await client.head("/health/live")).status_code == 200
+    refused = await client.head(path)
+    assert refused.status_code == 401 and refused.content == b""
+    assert refused.headers["www-authenticate"] == "Bearer"
 
 
 async def test_a_body_over_the_limit_is_413_before_it_is_read(
