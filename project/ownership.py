@@ -3,7 +3,7 @@ loaded and then refused, it is simply not found."""
 
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Path, Request
 from sqlalchemy import ColumnElement, Select, select
@@ -13,10 +13,18 @@ from sqlmodel import col
 
 from project.database import WRITE_METHODS, SessionDep
 from project.errors import InvalidField, NotFound
-from project.models import Hero, Power, Team, User
+from project.models import User
 from project.security import Caller, CurrentCaller
 
-Owned = TypeVar("Owned", Team, Hero, Power)
+
+class OwnedRow(Protocol):
+    """A table whose rows belong to a user: every resource that users own."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+
+
+Owned = TypeVar("Owned", bound=OwnedRow)
 
 
 def visible_to(stmt: Select[Any], model: type[Owned], user: User | Caller) -> Select[Any]:

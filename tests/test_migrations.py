@@ -13,20 +13,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import SQLModel
 
+import project.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from project.config import Settings
 from project.database import create_engine
 from tests.conftest import alembic_config
 
-TABLES = {
-    "users",
-    "auth_sessions",
-    "refresh_tokens",
-    "login_attempts",
-    "teams",
-    "powers",
-    "heroes",
-    "hero_powers",
-}
+TABLES = set(SQLModel.metadata.tables)  # every table the models describe
 
 
 def _run(url: str, work: Any) -> Any:
