@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The Heroes API image: dependencies exactly as poetry.lock pins them, no build tools, a
-# non-root user, several workers. docs/deploying.md explains how to run it.
+# non-root user, several workers. README.md (Deploying) explains how to run it.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: Poetry resolves nothing here, it installs the lock into /app/.venv ----------

@@ -4,7 +4,10 @@
   FIRST_SUPERUSER_PASSWORD, or prompted for, never taken as an argument (it would land in
   the shell history and the process list);
 * `python -m project prune-sessions`: delete ended login sessions and expired refresh
-  tokens of every user (a sign-in does it for its own user), for a daily cron job.
+  tokens of every user (a sign-in does it for its own user), for a daily cron job;
+* `python -m project check-settings`: exit 0 if the settings are valid, otherwise say why and
+  exit 2 (the start script runs it first, so that a bad setting stops the start instead of
+  every worker failing, and failing again, as the server replaces it).
 """
 
 import argparse
@@ -60,7 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "prune-sessions", help="delete ended login sessions and expired refresh tokens"
     )
+    commands.add_parser("check-settings", help="check the settings and say what is wrong")
     args = parser.parse_args(argv)
+
+    if args.command == "check-settings":
+        try:
+            settings = get_settings()
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                where = ".".join(map(str, error["loc"])).upper()
+                print(f"{where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
+            return 2
+        print(f"Settings are valid ({settings.environment}).")
+        return 0
 
     if args.command == "prune-sessions":
         sessions, tokens = asyncio.run(_prune_sessions())
@@ -69,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.email:
         parser.error("--email (or FIRST_SUPERUSER_EMAIL) is required")
-    password = os.environ.get("FIRST_SUPERUSER_PASSWORD") or getpass.getpass("Password: ")
+    password = os.environ.get("FIRST_SUPERUSER_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            parser.error("no terminal to ask for the password on: set FIRST_SUPERUSER_PASSWORD")
+        password = getpass.getpass("Password: ")
     try:
         account = UserCreate(email=args.email, password=password)
     except ValidationError as exc:

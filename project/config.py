@@ -1,19 +1,42 @@
+import os
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # The key committed in `.env` for local development. Production refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me-0123456789abcdef"  # noqa: S105
 
 
 class Settings(BaseSettings):
-    """Every setting of the service, read from the environment and then from `.env`."""
+    """Every setting of the service, read from the environment and then from `.env` (but
+    not in production: see `settings_customise_sources`)."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `.env` holds development values (CORS origins for local frontends, docs on, a
+        # SQLite file): a process started with ENVIRONMENT=production, from a checkout say,
+        # must not pick them up. It reads the environment only.
+        if os.environ.get("ENVIRONMENT", "").strip().lower() == "production":
+            return init_settings, env_settings, file_secret_settings
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     environment: Literal["development", "test", "production"] = "development"
 

@@ -173,7 +173,9 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            handler = getattr(route, "path", None) or "none"
+            path = getattr(route, "path", None)
+            # A route of a mounted app (the admin's) is relative to its mount: prefix it.
+            handler = scope.get("root_path", "") + path if path else "none"
             if handler != METRICS_PATH:
                 method = scope["method"] if scope["method"] in METHODS else "other"
                 self._observe(handler, method, status, time.perf_counter() - started)

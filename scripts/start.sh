@@ -5,6 +5,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# A bad setting (the development key in production, say) stops the start here, with a
+# message, rather than in every worker, which the server would restart again and again.
+python -m project check-settings
+
 if [ "${RUN_MIGRATIONS:-false}" = "true" ]; then
     # Once per start, before the workers fork. Replicas starting together are safe:
     # alembic/env.py makes migrators queue on a PostgreSQL advisory lock.

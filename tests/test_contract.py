@@ -4,6 +4,7 @@ itself raises, body and media-type limits, headers, CORS, and the OpenAPI docume
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -188,6 +189,18 @@ def test_production_refuses_the_development_key_or_a_short_one() -> None:
         Settings(_env_file=None, secret_key="too-short")  # type: ignore[call-arg, arg-type]
     strong = Settings(_env_file=None, environment="production", secret_key="k" * 48)  # type: ignore[call-arg, arg-type]
     assert strong.migrate_at_startup is False
+
+
+def test_production_reads_no_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.env` holds development values: a production process must not pick them up."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("CORS_ORIGINS=http://localhost:3000\n")
+    monkeypatch.delenv("CORS_ORIGINS", raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert Settings(_env_file=env_file).cors_origins == ["http://localhost:3000"]  # type: ignore[call-arg]
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", "k" * 48)
+    assert Settings(_env_file=env_file).cors_origins == []  # type: ignore[call-arg]
 
 
 async def test_an_unexpected_error_is_a_500_problem_without_a_traceback(

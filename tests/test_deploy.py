@@ -339,6 +339,26 @@ def test_start_script_migrates_only_when_asked_then_serves(
     assert list(tmp_path.glob("heroes-metrics.*")), "start.sh made no metrics directory"
 
 
+def test_start_script_stops_at_a_bad_setting_before_serving(tmp_path: Path) -> None:
+    """A bad setting ends the start at once with a message, rather than in every worker,
+    which the server would replace again and again while the process looks alive."""
+    from project.config import DEVELOPMENT_SECRET_KEY
+
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": DEVELOPMENT_SECRET_KEY,
+        "PORT": "1",  # nothing may start serving
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    refused = subprocess.run(
+        [str(START_SCRIPT)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "development key" in refused.stderr
+    assert "Uvicorn running" not in refused.stderr
+
+
 # `python -m alembic upgrade head`, but held at a start line until every migrator has
 # imported the project (the slow part), so that their migrations really do overlap.
 MIGRATOR = """

@@ -76,6 +76,13 @@ async def test_requests_are_counted_by_route_template_and_status(
     assert "/metrics" not in handlers, "scrapes are not counted as traffic"
 
 
+async def test_the_admins_pages_count_under_their_own_paths(client: AsyncClient) -> None:
+    assert (await client.get("/admin/login")).status_code == 200
+    samples = await scrape(client)
+    assert samples[("http_requests_total", labels("/admin/login", "GET", 200))] == 1
+    assert ("http_requests_total", labels("/login", "GET", 200)) not in samples
+
+
 async def test_made_up_methods_do_not_mint_label_values(client: AsyncClient) -> None:
     for method in ("FOO", "BAR"):
         assert (await client.request(method, "/api/v1/heroes")).status_code == 405
