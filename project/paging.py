@@ -66,7 +66,10 @@ SearchText = Annotated[
     Field(
         max_length=NAME_MAX,
         pattern=NO_NUL,
-        description="Case-insensitive substring match on the name; empty matches everything.",
+        description=(
+            "Case-insensitive substring search: names (users: email and full name)."
+            " Empty matches everything."
+        ),
     ),
     AfterValidator(_blank_is_none),
 ]
