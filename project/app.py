@@ -12,14 +12,13 @@ from project.admin import install_admin
 from project.config import Settings, get_settings
 from project.database import Database, migrate
 from project.errors import FieldError, Problem, install_error_handlers
+from project.logs import configure_logging, flush_logs
 from project.metrics import install_metrics
 from project.middleware import (
     BodySizeLimitMiddleware,
     HeadMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
-    configure_logging,
-    flush_logs,
 )
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
