@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
+from project.middleware import route_template
 
 METRICS_PATH = "/metrics"
 # Any other method is "other": a client must not be able to mint label values.
@@ -172,10 +173,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None)
-            # A route of a mounted app (the admin's) is relative to its mount: prefix it.
-            handler = scope.get("root_path", "") + path if path else "none"
+            handler = route_template(scope) or "none"
             if handler != METRICS_PATH:
                 method = scope["method"] if scope["method"] in METHODS else "other"
                 self._observe(handler, method, status, time.perf_counter() - started)

@@ -62,7 +62,7 @@ class RequestContextMiddleware:
             return
         sent = RequestInfo(scope)
         started = time.perf_counter()
-        request_id = current_request_id.set(sent.request_id)
+        token = current_request_id.set(sent.request_id)
         defaults = DOCS_HEADERS if scope["path"].startswith(DOCS_PATHS) else API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
@@ -83,21 +83,30 @@ class RequestContextMiddleware:
                 raise
             await internal_error_response()(scope, receive, send_with_headers)
         finally:
-            route = scope.get("route")
             access_log.info(
                 "request",
                 extra={
                     "fields": {
                         "request_id": sent.request_id,
                         "method": scope["method"],
-                        "route": getattr(route, "path", None),
+                        "route": route_template(scope),
                         "status": sent.status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                         "client": (scope.get("client") or (None,))[0],
                     }
                 },
             )
-            current_request_id.reset(request_id)
+            current_request_id.reset(token)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route that served a request (`/api/v1/heroes/{id}`), once the
+    router has matched it; a mounted app's routes (the admin's) with their mount's prefix."""
+    path: str | None = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    mount: str = scope.get("root_path", "").removeprefix(scope.get("app_root_path", ""))
+    return mount + path
 
 
 class RequestInfo:
@@ -172,7 +181,7 @@ class ProblemCORSMiddleware(CORSMiddleware):
         }
         return problem_response(
             status.HTTP_400_BAD_REQUEST,
-            f"Cross-origin request refused: its {refused} is not allowed.",
+            f"Cross-origin request refused; not allowed here: {refused}.",
             headers,
         )
 
@@ -195,4 +204,10 @@ class HeadMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+        # The scope itself, not a copy: the router records the route it matched in it, for
+        # the access log and the metrics around this middleware.
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, receive, send_headers_only)
+        finally:
+            scope["method"] = "HEAD"
