@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import event
 
+from project.paging import ANOTHER_LIST
 from tests.factories import Account, assert_problem, create
 
 SORTS = {
@@ -163,8 +164,8 @@ def _resigned(app: FastAPI, cursor: str, key: Any) -> str:
         ("teams", "name", [1]),
         ("heroes", "age", [1]),
         ("heroes", "age", 10**30),
+        ("heroes", "age", 2**40),  # a 64-bit number, but the column is 32-bit on PostgreSQL
         ("heroes", "age", True),
-        ("heroes", "-created_at", {"datetime": 7}),
     ],
 )
 async def test_a_signed_cursor_with_a_key_of_the_wrong_type_is_422(
@@ -193,7 +194,7 @@ async def test_a_cursor_only_works_on_its_own_collection(
     response = await client.get(
         f"/api/v1/powers?limit=1&sort=name&cursor={cursor}", headers=alice.headers
     )
-    assert "cursor" in assert_problem(response, 422)["detail"]
+    assert ANOTHER_LIST in assert_problem(response, 422)["detail"]
 
 
 async def test_a_cursor_only_works_with_its_own_sort_and_filters(
@@ -208,7 +209,7 @@ async def test_a_cursor_only_works_with_its_own_sort_and_filters(
         response = await client.get(
             f"/api/v1/heroes?limit=1&{query}&cursor={cursor}", headers=alice.headers
         )
-        assert "cursor" in assert_problem(response, 422)["detail"]
+        assert ANOTHER_LIST in assert_problem(response, 422)["detail"]
     # The limit may change from page to page, and so may include_total.
     same = await client.get(
         f"/api/v1/heroes?limit=2&include_total=true&sort=name&max_age=5&cursor={cursor}",
