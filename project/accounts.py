@@ -25,7 +25,7 @@ def _active(user: User) -> bool:
     return user.is_active
 
 
-async def check_credentials(
+async def verify_credentials(
     session: AsyncSession,
     hasher: PasswordHasher,
     settings: Settings,
@@ -34,7 +34,7 @@ async def check_credentials(
     client: str,
     allowed: Callable[[User], bool] = _active,
 ) -> User:
-    """The user these credentials sign in, through login throttling (429 when over the
+    """The user these credentials belong to, through login throttling (429 when over the
     limit). Unknown email, wrong password and a user who is not `allowed` take the same path
     and fail alike (401), and each counts as a failed attempt."""
     email = email.strip().lower()
@@ -51,6 +51,21 @@ async def check_credentials(
     if user is None or not allowed(user):
         raise AuthenticationFailed(BAD_CREDENTIALS)
     await throttle.forget_attempt(session, attempt)
+    return user
+
+
+async def check_credentials(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    settings: Settings,
+    email: str,
+    password: str,
+    client: str,
+    allowed: Callable[[User], bool] = _active,
+) -> User:
+    """The user these credentials sign in (see `verify_credentials`), with what signing in
+    also does: dead sessions pruned, an outdated hash renewed."""
+    user = await verify_credentials(session, hasher, settings, email, password, client, allowed)
     # What this user can no longer use goes, while here (see `login_sessions.prune`).
     await login_sessions.prune(session, settings.admin_session_lifetime, user.id)
     if hasher.outdated(user.hashed_password):

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import login_sessions
-from project.accounts import EMAIL_TAKEN, check_credentials, ensure_not_last_superuser
+from project.accounts import EMAIL_TAKEN, ensure_not_last_superuser, verify_credentials
 from project.config import SettingsDep
 from project.database import SessionDep, commit
 from project.errors import AuthenticationFailed, BadRequest, NotFound
@@ -90,7 +90,7 @@ async def change_password(
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
     user = principal.user
     try:
-        await check_credentials(
+        await verify_credentials(
             session, hasher, settings, user.email, body.current_password, client_address(request)
         )
     except AuthenticationFailed:
