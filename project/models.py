@@ -27,9 +27,14 @@ SQLModel.metadata.naming_convention = {
 }
 
 NO_NUL = r"^[^\x00]*$"
-BLANKS = " \t\n\v\f\r"
+# What `str.strip()` strips (every `str.isspace()` character), spelled out so that the
+# schema's pattern below says the same thing to clients.
+BLANKS = (
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # A name: not only blanks (they are stripped, see `Name`), and no NUL.
-NAME_PATTERN = r"^[^\x00]*[^\x00 \t\n\v\f\r][^\x00]*$"
+NAME_PATTERN = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
 NAME_MAX = 255
 DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256

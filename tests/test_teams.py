@@ -1,7 +1,11 @@
 """Teams: unique names per owner, hero counts, and what deleting one does to its heroes."""
 
+import re
+import sys
+
 from httpx import AsyncClient
 
+from project.models import BLANKS, NAME_PATTERN
 from tests.factories import Account, assert_problem, create
 
 
@@ -113,10 +117,22 @@ async def test_names_arrive_without_surrounding_blanks(client: AsyncClient, alic
         "/api/v1/teams", json={"name": " avengers ", "headquarters": "LA"}, headers=alice.headers
     )
     assert_problem(clash, 409)
-    blank = await client.post("/api/v1/powers", json={"name": "   "}, headers=alice.headers)
-    assert assert_problem(blank, 422)["errors"][0]["loc"] == ["body", "name"]
+    for blank in ("   ", "\u3000", "\xa0\t"):
+        refused = await client.post("/api/v1/powers", json={"name": blank}, headers=alice.headers)
+        assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "name"]
+    power = await create(client, alice, "powers", name="\xa0Flight\u3000")
+    assert power["name"] == "Flight"
     hero = await create(client, alice, "heroes", name="Thor", secret_name="Thor")
     renamed = await client.patch(
         f"/api/v1/heroes/{hero['id']}", json={"name": " Thor Odinson "}, headers=alice.headers
     )
     assert renamed.json()["name"] == "Thor Odinson"
+
+
+def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
+    """The schema tells clients what the server strips: the two must not drift apart."""
+    every_blank = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert set(BLANKS) == every_blank
+    for blank in every_blank:
+        assert re.fullmatch(NAME_PATTERN, blank * 3) is None
+        assert re.fullmatch(NAME_PATTERN, f"{blank}x{blank}")
