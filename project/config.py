@@ -1,4 +1,3 @@
-import os
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -34,7 +33,8 @@ class Settings(BaseSettings):
         # `.env` holds development values (CORS origins for local frontends, docs on, a
         # SQLite file): a process started with ENVIRONMENT=production, from a checkout say,
         # must not pick them up. It reads the environment only.
-        if os.environ.get("ENVIRONMENT", "").strip().lower() == "production":
+        explicit = {**env_settings(), **init_settings()}
+        if str(explicit.get("environment", "")).strip().lower() == "production":
             return init_settings, env_settings, file_secret_settings
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 

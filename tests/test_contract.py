@@ -198,8 +198,11 @@ def test_production_reads_no_env_file(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("CORS_ORIGINS", raising=False)
     monkeypatch.setenv("ENVIRONMENT", "development")
     assert Settings(_env_file=env_file).cors_origins == ["http://localhost:3000"]  # type: ignore[call-arg]
-    monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("SECRET_KEY", "k" * 48)
+    production = {"_env_file": env_file, "environment": "production"}
+    assert Settings(**production).cors_origins == []  # type: ignore[arg-type]
+    monkeypatch.delenv("ENVIRONMENT")
+    monkeypatch.setenv("environment", "production")  # names are read case-insensitively
     assert Settings(_env_file=env_file).cors_origins == []  # type: ignore[call-arg]
 
 
