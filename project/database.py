@@ -47,7 +47,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
             settings.database_url,
             **options,
             connect_args={"timeout": settings.sqlite_busy_timeout},
-            pool_reset_on_return=None,  # see `_on_reset`
+            pool_reset_on_return=None,  # see `_on_reset` in project/sqlite.py
         )
         configure_sqlite(
             engine,
