@@ -5,6 +5,8 @@ table, `XCreate` / `XUpdate` are request bodies, `XPublic` is what clients see. 
 columns (a password hash, a case-folded name key) live only on the table class.
 """
 
+import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -36,6 +38,7 @@ BLANKS = (
 # A name: not only blanks (they are stripped, see `Name`), and no NUL.
 NAME_PATTERN = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
 NAME_MAX = 255
+NAME_KEY_BYTES = 4 * NAME_MAX  # UTF-8 bytes of a name's folded key (see `fold`)
 DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # JSON has real booleans and numbers: `"17"` or `true` for an age is a client bug, not an age.
@@ -46,9 +49,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Unicode's Default_Ignorable_Code_Point: characters that show nothing (zero-width spaces and
+# joiners, direction marks, variation selectors, the soft hyphen, tags).
+IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+
+
 def fold(text: str) -> str:
-    """The key names are compared and sorted by: `Avengers` and `avengers` are one name."""
-    return text.casefold()
+    """The key names are compared, searched and sorted by: Unicode's caseless matching of
+    identifiers (NFKC_Casefold), so that names that read the same are one name. `Avengers`,
+    `AVENGERS`, its full-width twin and `Aven\u200bgers` (a zero-width space) all
+    clash, and so do `Café` composed and decomposed."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -113,12 +129,23 @@ def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
 
 
 def _strip(value: Any) -> Any:
-    return value.strip(BLANKS) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return unicodedata.normalize("NFC", value).strip(BLANKS)
 
 
-# A name arrives without surrounding blanks, so `" Avengers"` clashes with `"Avengers"`, and a
-# name of only blanks is a 422.
-Name = Annotated[str, BeforeValidator(_strip)]
+def _key_fits(name: str) -> str:
+    # A full-length name of ordinary letters always fits; one of ligatures that each fold to
+    # several letters may not, and its key must stay small enough for a B-tree index.
+    if len(fold(name).encode()) > NAME_KEY_BYTES:
+        raise ValueError("the name is too long once its characters are spelled out")
+    return name
+
+
+# A name is kept in Unicode's composed form (NFC: `e` + U+0301 becomes `é`) and without
+# surrounding blanks, so `" Avengers"` clashes with `"Avengers"`, and a name of only blanks is
+# a 422.
+Name = Annotated[str, BeforeValidator(_strip), AfterValidator(_key_fits)]
 
 
 def _example(example: dict[str, Any]) -> SQLModelConfig:
@@ -228,7 +255,7 @@ class Team(TeamBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
+    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
     version: int = Field(default=1, sa_column=_team_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -288,7 +315,7 @@ class Power(PowerBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
+    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
     version: int = Field(default=1, sa_column=_power_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -340,7 +367,7 @@ class Hero(HeroBase, table=True):
     team_id: uuid.UUID | None = Field(
         default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
     )
-    name_key: str = Field(default="", max_length=4 * NAME_MAX, index=True)  # set on flush
+    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
     age: int | None = Field(default=None, index=True)
     version: int = Field(default=1, sa_column=_hero_version)
     created_at: datetime = _created_at()

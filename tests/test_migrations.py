@@ -2,7 +2,12 @@
 from them. These run against a database of their own, next to the shared test one."""
 
 import asyncio
+import importlib.util
+import re
+import sys
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +21,11 @@ from sqlmodel import SQLModel
 import project.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from project.config import Settings
 from project.database import create_engine
+from project.models import fold
 from tests.conftest import alembic_config
 
 TABLES = set(SQLModel.metadata.tables)  # every table the models describe
+VERSIONS = Path(__file__).parents[1] / "alembic" / "versions"
 
 
 def _run(url: str, work: Any) -> Any:
@@ -98,3 +105,86 @@ def test_drift_check_notices_a_column_added_without_a_migration(scratch_url: str
     changed.tables["heroes"].append_column(sa.Column("nickname", sa.String(50)))
     diff = _run(scratch_url, lambda connection: _drift(connection, changed))
     assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "heroes", "nickname")]
+
+
+OWNER = uuid.UUID(int=1)
+
+
+def _insert_at_0001(connection: Connection, table: str, **values: Any) -> uuid.UUID:
+    """A row as 0001's code wrote it: the name's key is its plain casefold()."""
+    row_id = uuid.uuid4()
+    columns = {"id": row_id, "owner_id": OWNER, "version": 1, **values}
+    columns["name_key"] = values["name"].casefold()
+    typed = [sa.column(c, sa.Uuid() if c.endswith("id") else None) for c in columns]
+    connection.execute(sa.table(table, *typed).insert().values(columns))
+    return row_id
+
+
+def _seed_0001(connection: Connection, *teams: str) -> None:
+    connection.execute(
+        sa.text(
+            "INSERT INTO users (id, email, hashed_password, is_active, is_superuser) "
+            "VALUES (:id, 'ada@example.com', 'x', true, false)"
+        ).bindparams(sa.bindparam("id", OWNER, type_=sa.Uuid()))
+    )
+    for name in teams:
+        _insert_at_0001(connection, "teams", name=name, headquarters="HQ")
+    _insert_at_0001(connection, "heroes", name="\uff34hor", secret_name="T")
+    connection.commit()
+
+
+def _keys(connection: Connection) -> dict[str, str]:
+    """Every team's and hero's name, with the key it is stored with."""
+    keys: dict[str, str] = {}
+    for table_name in ("teams", "heroes"):
+        table = sa.table(table_name, sa.column("name"), sa.column("name_key"))
+        rows = connection.execute(sa.select(table.c.name, table.c.name_key))
+        keys.update((name, key) for name, key in rows)
+    return keys
+
+
+def test_0002_rekeys_names_the_way_the_models_fold_them(scratch_url: str) -> None:
+    config = alembic_config(scratch_url)
+    command.upgrade(config, "0001")
+    _run(scratch_url, lambda connection: _seed_0001(connection, "Cafe\u0301", "X\u200bMen"))
+    command.upgrade(config, "head")
+    assert _run(scratch_url, _keys) == {
+        "Cafe\u0301": fold("Caf\u00e9"),
+        "X\u200bMen": "xmen",
+        "\uff34hor": "thor",
+    }
+    command.downgrade(config, "0001")
+    assert _run(scratch_url, _keys) == {
+        "Cafe\u0301": "cafe\u0301",
+        "X\u200bMen": "x\u200bmen",
+        "\uff34hor": "\uff54hor",
+    }
+
+
+def test_0002_refuses_names_that_would_clash_and_changes_nothing(scratch_url: str) -> None:
+    config = alembic_config(scratch_url)
+    command.upgrade(config, "0001")
+    _run(scratch_url, lambda connection: _seed_0001(connection, "Caf\u00e9", "Cafe\u0301"))
+    with pytest.raises(RuntimeError, match="rename them") as refused:
+        command.upgrade(config, "head")
+    clash = re.search(r"teams \S+ ('.*'): the same name as ('.*')", str(refused.value))
+    assert clash is not None
+    assert set(clash.groups()) == {"'Caf\u00e9'", "'Cafe\u0301'"}
+    assert _run(scratch_url, _keys)["Cafe\u0301"] == "cafe\u0301"
+    revision = _run(
+        scratch_url, lambda c: c.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    )
+    assert revision == [("0001",)]
+
+
+def test_the_head_revision_folds_names_as_the_models_do() -> None:
+    """A change to `fold` needs a migration that rekeys the stored names: this test fails
+    until the newest such migration uses the same rule."""
+    spec = importlib.util.spec_from_file_location(
+        "rekey", VERSIONS / "20261126_0002_unicode_name_keys.py"
+    )
+    assert spec is not None and spec.loader is not None
+    head = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(head)
+    every_character = (chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    assert all(head.nfkc_casefold(c) == fold(c) for c in every_character)

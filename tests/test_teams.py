@@ -129,6 +129,34 @@ async def test_names_arrive_without_surrounding_blanks(client: AsyncClient, alic
     assert renamed.json()["name"] == "Thor Odinson"
 
 
+async def test_names_that_read_the_same_are_the_same_name(
+    client: AsyncClient, alice: Account
+) -> None:
+    composed = await create(client, alice, "teams", name="Caf\u00e9", headquarters="Paris")
+    for twin in ("Cafe\u0301", "CAF\u00c9", "\uff23\uff41\uff46\u00e9", "Ca\u200bf\u00e9"):
+        clash = await client.post(
+            "/api/v1/teams", json={"name": twin, "headquarters": "Lyon"}, headers=alice.headers
+        )
+        assert_problem(clash, 409)
+    # A name is stored composed, whichever form it arrived in.
+    power = await create(client, alice, "powers", name="Fe\u0301e")
+    assert power["name"] == "F\u00e9e"
+    found = await client.get("/api/v1/teams?q=\uff43\uff41\uff46", headers=alice.headers)
+    assert [team["id"] for team in found.json()["items"]] == [composed["id"]]
+
+
+async def test_a_name_whose_key_would_be_too_long_is_422(
+    client: AsyncClient, alice: Account
+) -> None:
+    # U+FDFA is one character that spells out as eighteen.
+    refused = await client.post(
+        "/api/v1/powers", json={"name": "\ufdfa" * 100}, headers=alice.headers
+    )
+    assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "name"]
+    # A full-length name of four-byte characters still fits.
+    await create(client, alice, "powers", name="\U0001f9b8" * 255)
+
+
 def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
     """The schema tells clients what the server strips: the two must not drift apart."""
     every_blank = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
