@@ -22,6 +22,7 @@ from project.middleware import (
 )
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
+from project.routing import document_preconditions
 from project.security import PasswordHasher, TokenCodec
 
 DESCRIPTION = """
@@ -89,6 +90,7 @@ def _openapi_with_problem(app: FastAPI) -> dict[str, Any]:
             components[model.__name__].pop("$defs", None)
         for obsolete in ("HTTPValidationError", "ValidationError"):
             components.pop(obsolete, None)
+        document_preconditions(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

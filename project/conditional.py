@@ -18,26 +18,36 @@ def make_etag(version: int, *embedded: object) -> str:
     return f'"{version}-{digest}"'
 
 
-def _tags(header: str) -> list[str]:
-    return [tag.strip() for tag in header.split(",") if tag.strip()]
+# What a 200 with a tag says to caches (a private one may keep it, but asks each time) and
+# what the 304 that answers its revalidation must repeat (RFC 9110 §15.4.5).
+REVALIDATE = "private, no-cache"
+
+
+def _names(header: str | None, etag: str, *, weak: bool) -> bool:
+    """Whether a precondition header lists `*` or the current tag (a weak comparison
+    ignores `W/`); False when there is no header."""
+    if header is None:
+        return False
+    tags = [tag.strip() for tag in header.split(",") if tag.strip()]
+    if weak:
+        tags = [tag.removeprefix("W/") for tag in tags]
+    return "*" in tags or etag in tags
 
 
 def not_modified(request: Request, etag: str) -> Response | None:
     """A 304 when `If-None-Match` names the current tag (weak comparison), else None."""
-    header = request.headers.get("if-none-match")
-    if header is None:
-        return None
-    tags = _tags(header)
-    if "*" in tags or etag in (t.removeprefix("W/") for t in tags):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+    if _names(request.headers.get("if-none-match"), etag, weak=True):
+        headers = {"ETag": etag, "Cache-Control": REVALIDATE}
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return None
 
 
 def require_match(request: Request, etag: str) -> None:
-    """412 unless `If-Match` is absent, `*`, or names the current tag (strong comparison)."""
-    header = request.headers.get("if-match")
-    if header is None:
-        return
-    tags = _tags(header)
-    if "*" not in tags and etag not in tags:
+    """412 unless a change's preconditions hold (RFC 9110 §13.2.2): `If-Match`, when sent,
+    names `*` or the current tag (strong comparison), and `If-None-Match`, when sent, names
+    neither (weak comparison; `If-None-Match: *` on a change of an existing row fails)."""
+    if_match = request.headers.get("if-match")
+    if if_match is not None and not _names(if_match, etag, weak=False):
         raise PreconditionFailed()
+    if _names(request.headers.get("if-none-match"), etag, weak=True):
+        raise PreconditionFailed("`If-None-Match` names the current version.")

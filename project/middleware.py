@@ -204,10 +204,12 @@ class HeadMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        # The scope itself, not a copy: the router records the route it matched in it, for
-        # the access log and the metrics around this middleware.
-        scope["method"] = "GET"
+        # A copy: the server reads the method from its own scope to know that this response
+        # has no body (httptools otherwise drops the connection, missing the promised bytes).
+        # What the router records in the copy (the route it matched) is copied back for the
+        # access log and the metrics around this middleware.
+        as_get = {**scope, "method": "GET"}
         try:
-            await self.app(scope, receive, send_headers_only)
+            await self.app(as_get, receive, send_headers_only)
         finally:
-            scope["method"] = "HEAD"
+            scope.update((key, value) for key, value in as_get.items() if key != "method")

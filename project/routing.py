@@ -23,7 +23,9 @@ _DESCRIPTIONS = {
     status.HTTP_403_FORBIDDEN: "Authenticated, but not allowed to do this.",
     status.HTTP_404_NOT_FOUND: "No such resource, or it belongs to someone else.",
     status.HTTP_409_CONFLICT: "Conflicts with existing data (a name or email already taken).",
-    status.HTTP_412_PRECONDITION_FAILED: "`If-Match` does not match the current version.",
+    status.HTTP_412_PRECONDITION_FAILED: (
+        "`If-Match` does not name the current version (or `If-None-Match` does)."
+    ),
     status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit.",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not of the media type expected.",
     status.HTTP_422_UNPROCESSABLE_CONTENT: "Invalid input; `errors` lists each problem.",
@@ -73,6 +75,37 @@ def fetched(name: str) -> dict[int | str, dict[str, Any]]:
         status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `If-None-Match` tag."},
         **problems(status.HTTP_404_NOT_FOUND),
     }
+
+
+_PRECONDITIONS = {
+    "304": (
+        "If-None-Match",
+        "ETags the client holds (or `*`): when one is current, the answer is 304 with no body.",
+    ),
+    "412": (
+        "If-Match",
+        "The ETag the client read (or `*`): when it is no longer current, the answer is 412 "
+        "and nothing changes.",
+    ),
+}
+
+
+def document_preconditions(openapi: dict[str, Any]) -> None:
+    """Add the conditional request headers to every operation that answers them: the ones
+    that document a 304 take `If-None-Match`, the ones that document a 412 `If-Match`."""
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            for code, (header, description) in _PRECONDITIONS.items():
+                if code in operation.get("responses", {}):
+                    operation.setdefault("parameters", []).append(
+                        {
+                            "name": header,
+                            "in": "header",
+                            "required": False,
+                            "description": description,
+                            "schema": {"type": "string"},
+                        }
+                    )
 
 
 def _media_type(request: Request) -> str | None:

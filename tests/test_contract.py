@@ -279,6 +279,11 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
                 assert schema == {"$ref": "#/components/schemas/Problem"}, f"{where} {code}"
             if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
                 assert "401" in errors, where
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if "304" in operation["responses"]:
+                assert "If-None-Match" in headers, where
+            if "412" in errors:
+                assert "If-Match" in headers, where
             body = operation.get("requestBody", {}).get("content", {})
             if "application/json" in body:
                 ref = body["application/json"]["schema"]["$ref"].split("/")[-1]
@@ -298,6 +303,13 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
     assert oauth["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     assert "503" in spec["paths"]["/health/ready"]["get"]["responses"]
+    conditional = {
+        (path, method)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+        if any(p["name"].startswith("If-") for p in operation.get("parameters", []))
+    }
+    assert {("/api/v1/heroes/{id}", m) for m in ("get", "patch", "delete")} <= conditional
 
 
 async def test_every_success_body_is_described(client: AsyncClient) -> None:

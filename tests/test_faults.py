@@ -353,3 +353,22 @@ async def test_logs_carry_no_password_token_or_hash(live: LiveServer) -> None:
     lines = [line for line in log.splitlines() if '"logger": "project.access"' in line]
     assert len(lines) >= 8
     assert all('"request_id"' in line and '"duration_ms"' in line for line in lines)
+
+
+async def test_head_keeps_the_connection_open(live: LiveServer) -> None:
+    """HEAD then GET on one connection, as browsers and load balancers reuse them: both are
+    answered, and the server logs no error (the first answer promises a body it does not
+    send, which the server must know)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    request = "{} /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    writer.write((request.format("HEAD") + request.format("GET")).encode())
+    await writer.drain()
+    received = b""
+    while received.count(b"HTTP/1.1 200") < 2:
+        chunk = await asyncio.wait_for(reader.read(65536), timeout=10)
+        assert chunk, f"connection closed after: {received!r}"
+        received += chunk
+    writer.close()
+    head, get = received.split(b"HTTP/1.1 200")[1:]
+    assert b'"status":"ok"' not in head and b'"status":"ok"' in get
+    assert "unhandled error" not in live.log()

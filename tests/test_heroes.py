@@ -95,6 +95,11 @@ async def test_patch_power_ids_replaces_the_set_and_team_id_null_leaves_the_team
     assert replaced.json()["version"] == 2
     untouched = await client.patch(path, json={"age": 30}, headers=alice.headers)
     assert [p["name"] for p in untouched.json()["powers"]] == ["C"]
+    # The same team and set of powers again is no change.
+    again = await client.patch(
+        path, json={"team_id": team["id"], "power_ids": [c["id"]]}, headers=alice.headers
+    )
+    assert again.json() == untouched.json()
     teamless = await client.patch(
         path, json={"team_id": None, "power_ids": []}, headers=alice.headers
     )

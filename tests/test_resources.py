@@ -71,16 +71,33 @@ async def test_update_bumps_the_version_and_the_etag(
     assert after.headers["etag"] == response.headers["etag"]
 
 
+async def test_an_update_that_changes_nothing_keeps_the_version(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    """`version` counts changes: sending the values a row already has is not one, so the
+    ETags other clients hold stay good."""
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    same = {field: item[field] for field in RESOURCES[kind]["body"]}
+    patched = await client.patch(path, json=same, headers=alice.headers)
+    assert patched.json() == item
+    assert patched.headers["etag"] == etag
+
+
 async def test_if_none_match_answers_304_until_it_changes(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:
     item = await _make(client, alice, kind)
     path = f"/api/v1/{kind}/{item['id']}"
-    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    read = await client.get(path, headers=alice.headers)
+    etag = read.headers["etag"]
     cached = await client.get(path, headers={**alice.headers, "If-None-Match": etag})
     assert cached.status_code == 304
     assert cached.content == b""
     assert cached.headers["etag"] == etag
+    # A cache refreshes its stored copy from the 304: it must say what the 200 said.
+    assert cached.headers["cache-control"] == read.headers["cache-control"]
     weak = await client.get(path, headers={**alice.headers, "If-None-Match": f'"x", W/{etag}'})
     assert weak.status_code == 304
     await client.patch(path, json=RESOURCES[kind]["change"], headers=alice.headers)
@@ -108,6 +125,13 @@ async def test_a_stale_if_match_changes_nothing(
         headers={**alice.headers, "If-Match": f"W/{current.headers['etag']}"},
     )
     assert_problem(weak, 412)  # If-Match compares strongly
+    # "Only if it is not the version I have": it is, so neither changes anything.
+    for method, body in (("PATCH", {TEXT[kind]: "Overwritten"}), ("DELETE", None)):
+        for tag in (current.headers["etag"], "*"):
+            response = await client.request(
+                method, path, json=body, headers={**alice.headers, "If-None-Match": tag}
+            )
+            assert_problem(response, 412)
     unchanged = await client.get(path, headers=alice.headers)
     assert unchanged.json() == current.json()
 

@@ -7,7 +7,7 @@ from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from project.conditional import make_etag, not_modified, require_match
+from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit, get_database
 from project.direct import Reader, reader
 from project.errors import AuthenticationFailed, InvalidField, NotFound
@@ -219,7 +219,7 @@ async def read_hero(
     etag = row_etag(hero)
     if (unchanged := not_modified(request, etag)) is not None:
         return unchanged
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    headers = {"ETag": etag, "Cache-Control": REVALIDATE}
     return Response(to_json(hero), media_type="application/json", headers=headers)
 
 
@@ -232,13 +232,19 @@ async def update_hero(
 ) -> HeroPublic:
     """Change a hero; `power_ids` replaces the whole set. Honours `If-Match`."""
     require_match(request, hero_etag(hero))
+    sent = body.model_fields_set
     changes = body.model_dump(exclude_unset=True, exclude={"team_id", "power_ids"})
-    if "team_id" in body.model_fields_set:
-        hero.team = await _team(session, body.team_id, hero.owner_id)
-    if "power_ids" in body.model_fields_set:
-        hero.powers = await _powers(session, body.power_ids, hero.owner_id)
-    if body.model_fields_set:
+    team = await _team(session, body.team_id, hero.owner_id) if "team_id" in sent else hero.team
+    powers = hero.powers
+    if "power_ids" in sent:
+        powers = await _powers(session, body.power_ids, hero.owner_id)
+    if (
+        any(getattr(hero, field) != value for field, value in changes.items())
+        or team is not hero.team  # the session holds one object per row
+        or {power.id for power in powers} != {power.id for power in hero.powers}
+    ):
         hero.sqlmodel_update(changes)
+        hero.team, hero.powers = team, powers
         hero.updated_at = utcnow()  # an UPDATE (and a new version) even if only powers changed
         await commit(session)
     return _respond(hero, response)

@@ -4,7 +4,7 @@ from fastapi import Depends, Query, Request, Response, status
 from sqlalchemy import select
 from sqlmodel import col
 
-from project.conditional import make_etag, not_modified, require_match
+from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.models import (
     Power,
@@ -78,7 +78,7 @@ async def read_power(
     """One power. Honours `If-None-Match`."""
     if (unchanged := not_modified(request, make_etag(power.version))) is not None:
         return unchanged
-    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Cache-Control"] = REVALIDATE
     return _respond(power, response)
 
 

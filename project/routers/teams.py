@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project.conditional import make_etag, not_modified, require_match
+from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.direct import Reader
 from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold
@@ -105,7 +105,7 @@ async def read_team(
     if (unchanged := not_modified(request, etag)) is not None:
         return unchanged
     response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Cache-Control"] = REVALIDATE
     return detail
 
 
