@@ -11,7 +11,7 @@ from project import login_sessions, throttle
 from project.config import Settings
 from project.database import commit
 from project.errors import AuthenticationFailed, Conflict, ServiceUnavailable
-from project.models import User
+from project.models import User, canonical_email
 from project.security import PasswordHasher
 
 logger = logging.getLogger("project.accounts")
@@ -37,7 +37,7 @@ async def verify_credentials(
     """The user these credentials belong to, through login throttling (429 when over the
     limit). Unknown email, wrong password and a user who is not `allowed` take the same path
     and fail alike (401), and each counts as a failed attempt."""
-    email = email.strip().lower()
+    email = canonical_email(email)
     attempt = await throttle.begin_attempt(session, settings, email, client)
     user = await session.scalar(select(User).where(col(User.email) == email))
     await session.commit()  # hold no transaction, lock or connection while hashing
@@ -113,7 +113,7 @@ async def ensure_superuser(
     session: AsyncSession, hasher: PasswordHasher, email: str, password: str
 ) -> bool:
     """Create a superuser with this email unless some user has it; True when created."""
-    email = email.lower()
+    email = canonical_email(email)
     if await session.scalar(select(col(User.id)).where(col(User.email) == email)) is not None:
         return False
     try:

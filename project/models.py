@@ -137,7 +137,10 @@ def _strip(value: Any) -> Any:
 def _key_fits(name: str) -> str:
     # A full-length name of ordinary letters always fits; one of ligatures that each fold to
     # several letters may not, and its key must stay small enough for a B-tree index.
-    if len(fold(name).encode()) > NAME_KEY_BYTES:
+    key = fold(name)
+    if not key:
+        raise ValueError("the name has no visible characters")
+    if len(key.encode()) > NAME_KEY_BYTES:
         raise ValueError("the name is too long once its characters are spelled out")
     return name
 
@@ -167,14 +170,27 @@ class Timestamped(SQLModel):
 # --- users -------------------------------------------------------------------------------
 
 
-def _valid_email(value: str) -> str:
-    """An address in the syntax email-validator accepts, lower-cased so that `Ada@X.com` and
-    `ada@x.com` are one account. Nothing is looked up in DNS; `.test` domains (RFC 6761) are
-    accepted, since test and staging set-ups use them."""
+def _normalized_email(value: str) -> str:
+    """An address in the syntax email-validator accepts, in its normal form (Unicode NFC,
+    the domain as Unicode rather than `xn--` punycode) and lower-cased, so that `Ada@X.com`
+    and `ada@x.com` are one account. Nothing is looked up in DNS; `.test` domains (RFC 6761)
+    are accepted, since test and staging set-ups use them."""
+    email = validate_email(value, check_deliverability=False, test_environment=True)
+    return email.normalized.lower()
+
+
+def canonical_email(value: str) -> str:
+    """The form an address is stored in, for looking one up (a sign-in): an address no
+    account could have is only trimmed and lower-cased, and then simply matches nothing."""
     try:
-        return validate_email(
-            value, check_deliverability=False, test_environment=True
-        ).normalized.lower()
+        return _normalized_email(value.strip())
+    except EmailNotValidError:
+        return value.strip().lower()
+
+
+def _valid_email(value: str) -> str:
+    try:
+        return _normalized_email(value)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
 

@@ -108,13 +108,14 @@ def document_preconditions(openapi: dict[str, Any]) -> None:
                     )
 
 
-def _media_type(request: Request) -> str | None:
+def _media_type(request: Request) -> tuple[str | None, str | None]:
+    """The body's media type and its charset parameter, lower-cased."""
     header = request.headers.get("content-type")
     if header is None:
-        return None
+        return None, None
     message = Message()
     message["content-type"] = header
-    return message.get_content_type()
+    return message.get_content_type(), message.get_content_charset()
 
 
 def _is_json(media_type: str | None) -> bool:
@@ -163,13 +164,21 @@ class ProblemRoute(APIRoute):
 
 
 def _check_body(request: Request, kind: str) -> None:
-    media_type = _media_type(request)
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding != "identity":  # RFC 9110 §15.5.16: say which codings are accepted
+        raise UnsupportedMediaType(
+            f"Bodies are not decoded from {coding}: send this one uncompressed.",
+            {"Accept-Encoding": "identity"},
+        )
+    media_type, charset = _media_type(request)
     if kind == "form":
         if media_type not in FORM_TYPES:
             raise UnsupportedMediaType("Send this body as application/x-www-form-urlencoded.")
         return
     if not _is_json(media_type):
         raise UnsupportedMediaType("Send this body as application/json.")
+    if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
+        raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
 
 
 def _as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
@@ -180,7 +189,7 @@ def _as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | 
         exc.__cause__, ValueError | RecursionError
     ):
         reason = (
-            "not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
+            "is not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
         )
         return RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"The JSON {reason}.", "input": {}}]

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from project.config import Settings
 from project.models import AuthSession, RefreshToken, User
 from tests.conftest import ROOT, TEST_SECRET, AccountFactory
-from tests.factories import PASSWORD, Account, assert_problem, bearer, login
+from tests.factories import PASSWORD, Account, assert_problem, bearer, login, sign_up
 
 ME = "/api/v1/users/me"
 
@@ -68,6 +68,22 @@ async def test_register_rejects_a_taken_email_whatever_its_case(
         "/api/v1/auth/register", json={"email": "ALICE@example.com", "password": PASSWORD}
     )
     assert "already exists" in assert_problem(response, 409)["detail"]
+
+
+async def test_every_spelling_of_an_address_signs_in_to_its_one_account(
+    client: AsyncClient,
+) -> None:
+    """What registration counts as the same address (a 409), sign-in takes for it too."""
+    await sign_up(client, "Caf\u00e9@b\u00fccher.example")
+    for spelling in (
+        "cafe\u0301@xn--bcher-kva.example",  # decomposed é, the domain in punycode
+        " CAF\u00c9@B\u00dcCHER.EXAMPLE ",
+    ):
+        taken = await client.post(
+            "/api/v1/auth/register", json={"email": spelling.strip(), "password": PASSWORD}
+        )
+        assert_problem(taken, 409)
+        assert (await login(client, spelling, PASSWORD)).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The HTTP contract every endpoint shares: problem+json for every error the framework
 itself raises, body and media-type limits, headers, CORS, and the OpenAPI document."""
 
+import gzip
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -101,6 +102,34 @@ async def test_json_with_a_charset_or_a_json_suffix_is_fine(
             headers={**alice.headers, "Content-Type": content_type},
         )
         assert response.status_code == 201, response.text
+
+
+async def test_a_body_it_cannot_read_as_sent_is_415(client: AsyncClient, alice: Account) -> None:
+    """A compressed body or another charset would be misread as plain UTF-8 JSON: refused,
+    saying what is accepted."""
+    body = b'{"name": "Zipped"}'
+    zipped = await client.post(
+        "/api/v1/powers",
+        content=gzip.compress(body),
+        headers={**alice.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert "uncompressed" in assert_problem(zipped, 415)["detail"]
+    assert zipped.headers["accept-encoding"] == "identity"
+    latin = await client.post(
+        "/api/v1/powers",
+        content=body,
+        headers={**alice.headers, "Content-Type": "application/json; charset=latin-1"},
+    )
+    assert "UTF-8" in assert_problem(latin, 415)["detail"]
+
+
+async def test_json_that_is_not_utf_8_says_so(client: AsyncClient, alice: Account) -> None:
+    response = await client.post(
+        "/api/v1/powers",
+        content=b'{"name": "\xe9t\xe9"}',
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert assert_problem(response, 422)["errors"][0]["msg"] == "The JSON is not UTF-8."
 
 
 MALFORMED = [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b"\x80abc", b"\xe9t\xe9"]

@@ -145,7 +145,7 @@ async def test_names_that_read_the_same_are_the_same_name(
     assert [team["id"] for team in found.json()["items"]] == [composed["id"]]
 
 
-async def test_a_name_whose_key_would_be_too_long_is_422(
+async def test_a_name_whose_key_would_be_empty_or_too_long_is_422(
     client: AsyncClient, alice: Account
 ) -> None:
     # U+FDFA is one character that spells out as eighteen.
@@ -153,6 +153,10 @@ async def test_a_name_whose_key_would_be_too_long_is_422(
         "/api/v1/powers", json={"name": "\ufdfa" * 100}, headers=alice.headers
     )
     assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "name"]
+    invisible = await client.post(
+        "/api/v1/powers", json={"name": "\u200b\u200d"}, headers=alice.headers
+    )
+    assert "no visible" in assert_problem(invisible, 422)["errors"][0]["msg"]
     # A full-length name of four-byte characters still fits.
     await create(client, alice, "powers", name="\U0001f9b8" * 255)
 
