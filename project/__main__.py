@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 where = ".".join(map(str, error["loc"])).upper()
-                print(f"{where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
+                for line in error["msg"].removeprefix("Value error, ").splitlines():
+                    print(f"{where + ': ' if where else ''}{line}", file=sys.stderr)
             return 2
         print(f"Settings are valid ({settings.environment}).")
         return 0

@@ -1,9 +1,10 @@
+import re
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -13,6 +14,19 @@ from pydantic_settings import (
 
 # The key committed in `.env` for local development. Production refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me-0123456789abcdef"  # noqa: S105
+
+
+DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+# An origin as browsers send it: scheme, host and maybe a port; no path, no trailing slash.
+ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -38,7 +52,9 @@ class Settings(BaseSettings):
             return init_settings, env_settings, file_secret_settings
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Annotated[
+        Literal["development", "test", "production"], BeforeValidator(_lower)
+    ] = "development"
 
     database_url: str = "sqlite+aiosqlite:///./heroes.db"
     db_pool_size: int = Field(
@@ -89,7 +105,9 @@ class Settings(BaseSettings):
     admin_session_hours: int = Field(
         default=8, ge=1, description="An admin sign-in lasts this long, however busy."
     )
-    log_level: str = "INFO"
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)
+    ] = "INFO"
 
     metrics_enabled: bool = Field(default=False, description="Serve Prometheus /metrics.")
     metrics_token: SecretStr | None = Field(
@@ -104,15 +122,54 @@ class Settings(BaseSettings):
             data["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
         return data
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if not url.startswith(DRIVERS):
+            scheme = url.partition("://")[0] or "(none)"
+            raise ValueError(
+                f"DATABASE_URL must start with {' or '.join(DRIVERS)} (the drivers this "
+                f"service uses), not {scheme}://"
+            )
+        return url
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not ORIGIN.match(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin as a browser sends it "
+                    "(scheme://host[:port], no path and no trailing slash)"
+                )
+        return origins
+
     @model_validator(mode="after")
-    def _refuse_weak_production_keys(self) -> "Settings":
+    def _refuse_unsafe(self) -> "Settings":
+        """Every unsafe combination at once, one line each, so that one attempt at fixing
+        the configuration can fix all of it."""
+        if self.metrics_token is not None and not self.metrics_token.get_secret_value():
+            self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
+        production = self.environment == "production"
         key = self.secret_key.get_secret_value()
+        problems = []
         if len(key.encode()) < 32:
-            raise ValueError("SECRET_KEY must be at least 32 bytes")
-        if self.environment == "production" and key == DEVELOPMENT_SECRET_KEY:
-            raise ValueError("SECRET_KEY is the development key; set a random one in production")
+            problems.append("SECRET_KEY must be at least 32 bytes")
+        if production and key == DEVELOPMENT_SECRET_KEY:
+            problems.append("SECRET_KEY is the development key; set a random one in production")
         if "*" in self.cors_origins:
-            raise ValueError("CORS_ORIGINS may not be '*': credentials are allowed")
+            problems.append("CORS_ORIGINS may not be '*': credentials are allowed")
+        if production and "database_url" not in self.model_fields_set:
+            problems.append(
+                "DATABASE_URL must be set in production (the default is a development SQLite "
+                "file in the working directory)"
+            )
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+            problems.append("METRICS_TOKEN must be at least 32 characters")
+        if production and self.metrics_enabled and not self.metrics_token:
+            problems.append("METRICS_ENABLED in production needs a METRICS_TOKEN")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -127,16 +184,6 @@ class Settings(BaseSettings):
                 self.db_pool_size = 5
             if "db_max_overflow" not in self.model_fields_set:
                 self.db_max_overflow = 0
-        return self
-
-    @model_validator(mode="after")
-    def _protect_metrics(self) -> "Settings":
-        if self.metrics_token is not None and not self.metrics_token.get_secret_value():
-            self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
-        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
-            raise ValueError("METRICS_TOKEN must be at least 32 characters")
-        if self.environment == "production" and self.metrics_enabled and not self.metrics_token:
-            raise ValueError("METRICS_ENABLED in production needs a METRICS_TOKEN")
         return self
 
     @property

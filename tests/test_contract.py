@@ -3,9 +3,13 @@ itself raises, body and media-type limits, headers, CORS, and the OpenAPI docume
 
 import gzip
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -15,6 +19,7 @@ from sqlalchemy import text
 from project.app import create_app
 from project.config import Settings
 from project.database import SessionDep
+from tests.conftest import ROOT
 from tests.factories import Account, assert_problem
 
 
@@ -213,11 +218,73 @@ def test_production_refuses_the_development_key_or_a_short_one() -> None:
     from project.config import DEVELOPMENT_SECRET_KEY
 
     with pytest.raises(ValueError, match="development key"):
-        Settings(_env_file=None, environment="production", secret_key=DEVELOPMENT_SECRET_KEY)  # type: ignore[call-arg, arg-type]
+        _production(secret_key=DEVELOPMENT_SECRET_KEY)
     with pytest.raises(ValueError, match="32 bytes"):
         Settings(_env_file=None, secret_key="too-short")  # type: ignore[call-arg, arg-type]
-    strong = Settings(_env_file=None, environment="production", secret_key="k" * 48)  # type: ignore[call-arg, arg-type]
-    assert strong.migrate_at_startup is False
+    assert _production().migrate_at_startup is False
+
+
+PRODUCTION_DATABASE = "postgresql+asyncpg://heroes@db/heroes"
+
+
+def _production(**values: Any) -> Settings:
+    chosen = {
+        "environment": "production",
+        "database_url": PRODUCTION_DATABASE,
+        "secret_key": "k" * 48,
+        **values,
+    }
+    return Settings(_env_file=None, **chosen)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"log_level": "verbose"}, "log_level"),
+        ({"database_url": "postgres://heroes@db/heroes"}, "not postgres://"),
+        ({"database_url": "postgresql://heroes@db/heroes"}, "not postgresql://"),
+        ({"database_url": ""}, "DATABASE_URL must start with"),
+        ({"cors_origins": ["https://app.example.com/"]}, "no trailing slash"),
+        ({"cors_origins": ["localhost:3000"]}, "not an origin"),
+    ],
+)
+def test_settings_the_service_could_not_run_with_are_refused(
+    values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        _production(**values)
+
+
+def test_production_needs_its_database_named_and_takes_any_spelling() -> None:
+    with pytest.raises(ValueError, match="DATABASE_URL must be set in production"):
+        Settings(_env_file=None, environment="production", secret_key="k" * 48)  # type: ignore[call-arg, arg-type]
+    spelled = _production(environment=" Production", log_level="warning")
+    assert (spelled.environment, spelled.log_level) == ("production", "WARNING")
+
+
+def test_check_settings_lists_every_problem_at_once(tmp_path: Path) -> None:
+    from project.config import DEVELOPMENT_SECRET_KEY
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": DEVELOPMENT_SECRET_KEY,
+        "CORS_ORIGINS": "*",
+        "METRICS_ENABLED": "true",
+    }
+    checked = subprocess.run(
+        [sys.executable, "-m", "project", "check-settings"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 2
+    lines = checked.stderr.splitlines()
+    for expected in ("development key", "CORS_ORIGINS", "DATABASE_URL", "METRICS_TOKEN"):
+        assert any(expected in line for line in lines), (expected, lines)
+    assert not any("Value error" in line for line in lines)
 
 
 def test_production_reads_no_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -228,6 +295,7 @@ def test_production_reads_no_env_file(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ENVIRONMENT", "development")
     assert Settings(_env_file=env_file).cors_origins == ["http://localhost:3000"]  # type: ignore[call-arg]
     monkeypatch.setenv("SECRET_KEY", "k" * 48)
+    monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE)
     production = {"_env_file": env_file, "environment": "production"}
     assert Settings(**production).cors_origins == []  # type: ignore[arg-type]
     monkeypatch.delenv("ENVIRONMENT")

@@ -137,6 +137,7 @@ def _production(**values: Any) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="production",
+        database_url="postgresql+asyncpg://heroes@db/heroes",
         secret_key="k" * 48,  # type: ignore[arg-type]
         metrics_enabled=True,
         **values,
