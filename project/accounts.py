@@ -1,9 +1,11 @@
 """Account operations shared by the API, the startup hook and the command line."""
 
+import contextlib
 import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -39,12 +41,17 @@ async def verify_credentials(
     and fail alike (401), and each counts as a failed attempt."""
     email = canonical_email(email)
     attempt = await throttle.begin_attempt(session, settings, email, client)
-    user = await session.scalar(select(User).where(col(User.email) == email))
-    await session.commit()  # hold no transaction, lock or connection while hashing
     try:
+        user = await session.scalar(select(User).where(col(User.email) == email))
+        await session.commit()  # hold no transaction, lock or connection while hashing
         verified = await hasher.verify(password, user.hashed_password if user else None)
-    except ServiceUnavailable:
-        await throttle.forget_attempt(session, attempt)  # never checked: not a failure
+    except (ServiceUnavailable, SQLAlchemyError):
+        # The hasher was busy or the database failed: the password was never checked, so
+        # this is no failed sign-in. (If the database is still failing, the attempt stays
+        # and ages out of the window.)
+        with contextlib.suppress(SQLAlchemyError):
+            await session.rollback()
+            await throttle.forget_attempt(session, attempt)
         raise
     if not verified:
         raise AuthenticationFailed(BAD_CREDENTIALS)

@@ -2,10 +2,13 @@
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from project.config import Settings
@@ -119,6 +122,26 @@ async def test_a_login_refused_as_busy_is_not_a_failure(
     for _ in range(6):
         assert_problem(await login(client, alice.email, alice.password), 503)
     hasher._queued = 0
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_a_login_the_database_failed_is_not_a_failure(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    """A sign-in whose account lookup the database could not answer (a statement timeout,
+    say) is a 503, and never brings the account nearer to its lock."""
+
+    def time_out(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM users" in statement:
+            raise OperationalError(statement, None, TimeoutError("statement timeout"))
+
+    engine = app.state.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", time_out)
+    try:
+        for _ in range(6):
+            assert_problem(await login(client, alice.email, alice.password), 503)
+    finally:
+        event.remove(engine, "before_cursor_execute", time_out)
     assert (await login(client, alice.email, alice.password)).status_code == 200
 
 
