@@ -1,11 +1,14 @@
 """Builds the FastAPI app: lifespan, middleware, error handlers, routers."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 
 from project.accounts import ensure_superuser
 from project.admin import install_admin
@@ -23,6 +26,7 @@ from project.middleware import (
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
 from project.routing import document_preconditions
+from project.schema import schema_problem
 from project.security import PasswordHasher, TokenCodec
 
 DESCRIPTION = """
@@ -36,6 +40,9 @@ A REST backend for teams, heroes and powers, with JWT accounts.
   and a concurrent change answers 412 instead of being overwritten.
 """
 
+
+logger = logging.getLogger("project")
+STARTUP_CHECK_SECONDS = 3.0
 
 ROUTERS = (heroes, teams, powers, users, auth, health)
 # The order of the sections in /docs, whatever the order of the routes.
@@ -59,18 +66,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hasher = hasher = PasswordHasher(settings)
     app.state.tokens = TokenCodec(settings)
     try:
+        await _check_schema(database)
         if settings.first_superuser_email and settings.first_superuser_password:
-            async with database.session(write=True) as session:
-                await ensure_superuser(
-                    session,
-                    hasher,
-                    settings.first_superuser_email,
-                    settings.first_superuser_password.get_secret_value(),
-                )
+            await _first_superuser(database, settings, hasher)
         yield
     finally:
         await database.dispose()
         flush_logs()
+
+
+async def _check_schema(database: Database) -> None:
+    """Say at startup, not at the first failing request, that the database needs migrating
+    (readiness says so too, until it is). A database that does not answer yet is no reason
+    not to start: readiness reports it, and the service recovers when it answers."""
+    try:
+        async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as connection:
+            problem = await schema_problem(connection)
+    except Exception as exc:
+        logger.warning("the database does not answer at startup: %r", exc)
+        return
+    if problem is not None:
+        logger.error(problem)
+
+
+async def _first_superuser(database: Database, settings: Settings, hasher: PasswordHasher) -> None:
+    """FIRST_SUPERUSER_EMAIL's account, made if missing. A database that is down or not
+    migrated yet does not stop the service from starting: the next start makes it, or
+    `python -m project create-superuser` does."""
+    assert settings.first_superuser_email and settings.first_superuser_password
+    try:
+        async with database.session(write=True) as session:
+            await ensure_superuser(
+                session,
+                hasher,
+                settings.first_superuser_email,
+                settings.first_superuser_password.get_secret_value(),
+            )
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        logger.error("the first superuser could not be made now: %r", exc)
 
 
 def _operation_id(route: APIRoute) -> str:

@@ -124,7 +124,9 @@ def configure_logging(level: str) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger("project")
-    root.handlers[:] = [_HandOver(_records)]
+    # Its own handler replaced (configured again, a new app), any other kept (a test's).
+    others = [handler for handler in root.handlers if not isinstance(handler, _HandOver)]
+    root.handlers[:] = [*others, _HandOver(_records)]
     root.setLevel(level.upper())
     root.propagate = False
     # The structured line below replaces uvicorn's own access line.

@@ -4,15 +4,21 @@ The suite runs on SQLite by default and on PostgreSQL when TEST_DATABASE_URL is 
 TEST_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/heroes_test poetry run pytest
 """
 
+import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
+import sqlalchemy.ext.asyncio
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from project.app import create_app
@@ -44,6 +50,46 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     command.downgrade(config, "base")
     command.upgrade(config, "head")
     return url
+
+
+def _admin(url: str, statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE)."""
+
+    async def go() -> None:
+        engine = sa.ext.asyncio.create_async_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(sa.text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def scratch_url(database_url: str, tmp_path: Any) -> Iterator[str]:
+    """An empty database of the same kind as the suite's."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
+        return
+    url = make_url(database_url)
+    name = f"{url.database}_migrations"
+    _admin(database_url, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(database_url, f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    _admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """`caplog`, also catching the service's own records (its loggers do not propagate to
+    the root logger, where `caplog` listens)."""
+    service = logging.getLogger("project")
+    service.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        service.removeHandler(caplog.handler)
 
 
 @pytest.fixture

@@ -415,7 +415,7 @@ async def test_team_names_are_unique_per_owner(
     admin: Account,
     alice: Account,
     bob: Account,
-    caplog: pytest.LogCaptureFixture,
+    logged: pytest.LogCaptureFixture,
 ) -> None:
     http = await signed_in(browser, admin)
 
@@ -427,7 +427,7 @@ async def test_team_names_are_unique_per_owner(
     clash = await make(alice, "AVENGERS")
     assert clash.status_code == 400
     assert errors(clash) == [TEAM_TAKEN]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a refusal, not an error
+    assert not [r for r in logged.records if r.levelno >= logging.ERROR]  # a refusal, not an error
     assert (await make(bob, "Avengers")).status_code == 302
     for owner in (alice, bob):
         [team] = (await api_get(client, owner, "teams"))["items"]

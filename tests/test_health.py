@@ -1,7 +1,17 @@
-from fastapi import FastAPI
-from httpx import AsyncClient
+import asyncio
 
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
+from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from project.app import create_app
+from project.config import Settings
 from project.database import Database
+from tests.conftest import alembic_config
 from tests.factories import assert_problem
 
 
@@ -49,3 +59,68 @@ async def test_not_ready_when_every_connection_is_taken(app: FastAPI, client: As
     body = assert_problem(response, 503)
     assert "connection" in body["detail"]
     assert (await client.get("/health/ready")).status_code == 200
+
+
+async def _readiness_on(app: FastAPI, client: AsyncClient, url: str) -> Response:
+    """`/health/ready` with the app pointed at the database at `url`."""
+    settings = app.state.settings.model_copy(update={"database_url": url})
+    serving = app.state.database
+    app.state.database = Database(settings)
+    try:
+        return await client.get("/health/ready")
+    finally:
+        await app.state.database.dispose()
+        app.state.database = serving
+
+
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_not_ready_until_the_database_is_migrated(
+    app: FastAPI, client: AsyncClient, scratch_url: str
+) -> None:
+    """A database nobody migrated would answer every API call with an error: readiness
+    says so, and what to do, until it is migrated (no restart needed)."""
+    empty = assert_problem(await _readiness_on(app, client, scratch_url), 503)
+    assert "no schema" in empty["detail"] and "alembic upgrade head" in empty["detail"]
+
+    config = alembic_config(scratch_url)
+    await asyncio.to_thread(command.upgrade, config, "0001")
+    behind = assert_problem(await _readiness_on(app, client, scratch_url), 503)
+    assert "at revision 0001" in behind["detail"]
+
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert (await _readiness_on(app, client, scratch_url)).status_code == 200
+    # Migrated further by a newer release during a rolling deployment: still ready.
+    await _set_revision(scratch_url, "9999_from_a_newer_release")
+    assert (await _readiness_on(app, client, scratch_url)).status_code == 200
+
+
+async def test_a_database_down_at_startup_does_not_stop_the_service(
+    settings: Settings, logged: pytest.LogCaptureFixture
+) -> None:
+    """Not even with a first superuser to make: it starts, says why it is not ready, and
+    makes that superuser on a later start."""
+    down = settings.model_copy(
+        update={
+            "database_url": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+            "db_connect_timeout": 1.0,
+            "first_superuser_email": "root@example.com",
+            "first_superuser_password": SecretStr("a long enough password"),
+        }
+    )
+    app = create_app(down)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
+            assert_problem(await http.get("/health/ready"), 503)
+            assert (await http.get("/health/live")).status_code == 200
+    assert "first superuser could not be made" in logged.text

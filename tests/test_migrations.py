@@ -6,7 +6,6 @@ import importlib.util
 import re
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import project.models  # noqa: F401  (registers every table on SQLModel.metadata)
@@ -40,34 +39,6 @@ def _run(url: str, work: Any) -> Any:
             await engine.dispose()
 
     return asyncio.run(go())
-
-
-def _admin(url: str, statement: str) -> None:
-    """Run one statement outside a transaction (CREATE/DROP DATABASE)."""
-
-    async def go() -> None:
-        engine = sa.ext.asyncio.create_async_engine(url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(sa.text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(go())
-
-
-@pytest.fixture
-def scratch_url(database_url: str, tmp_path: Any) -> Iterator[str]:
-    """An empty database of the same kind as the suite's."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
-        return
-    url = make_url(database_url)
-    name = f"{url.database}_migrations"
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{name}"')
-    _admin(database_url, f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    _admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _tables(connection: Connection) -> set[str]:

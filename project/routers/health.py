@@ -1,12 +1,15 @@
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request, status
-from sqlalchemy import text
 
 from project.database import get_database
 from project.errors import ServiceUnavailable
 from project.models import Liveness, PoolUsage, Readiness
 from project.routing import problems
+from project.schema import schema_problem
+
+logger = logging.getLogger("project.health")
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -21,7 +24,8 @@ async def live() -> Liveness:
 
 @router.get("/ready", responses=problems(status.HTTP_503_SERVICE_UNAVAILABLE))
 async def ready(request: Request) -> Readiness:
-    """The database answers and the connection pool has room: send traffic here."""
+    """The database answers, its schema is the one this code needs, and the connection pool
+    has room: send traffic here."""
     database = get_database(request)
     pool = database.pool_status()
     if pool["in_use"] >= pool["capacity"]:
@@ -31,7 +35,11 @@ async def ready(request: Request) -> Readiness:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                problem = await schema_problem(connection)
     except Exception as exc:
+        logger.warning("not ready: the database does not answer: %r", exc)
         raise ServiceUnavailable("The database does not answer.") from exc
+    if problem is not None:
+        logger.warning("not ready: %s", problem)
+        raise ServiceUnavailable(problem)
     return Readiness(status="ok", database="ok", pool=PoolUsage(**pool))
