@@ -131,8 +131,11 @@ class InvalidField(ProblemError):
         super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
 
 
-# SQLSTATE classes and codes that mean "the database cannot serve now", not "bad request".
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "40001", "40P01", "55P03", "25P03")
+# SQLSTATE classes and codes that mean "the database cannot serve now", not "bad request":
+# connection failures (08), refused sign-in (28: a wrong password in DATABASE_URL), a
+# missing database (3D000), resources (53), operator intervention (57), serialization and
+# deadlock (40001, 40P01), a lock not available (55P03), an idle transaction timed out.
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53", "57", "40001", "40P01", "55P03", "25P03")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

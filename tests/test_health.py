@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from project.app import create_app
@@ -124,3 +125,26 @@ async def test_a_database_down_at_startup_does_not_stop_the_service(
             assert_problem(await http.get("/health/ready"), 503)
             assert (await http.get("/health/live")).status_code == 200
     assert "first superuser could not be made" in logged.text
+
+
+async def test_a_database_that_is_not_there_is_a_503_not_a_500(
+    app: FastAPI, client: AsyncClient, is_postgres: bool
+) -> None:
+    """A DATABASE_URL naming a database that does not exist (or a wrong password, refused the
+    same way): the service cannot serve now, which is no bug of the client's or the code's."""
+    if not is_postgres:
+        pytest.skip("SQLite creates a database file that is missing")
+    url = make_url(app.state.settings.database_url).set(database="no_such_database")
+    settings = app.state.settings.model_copy(
+        update={"database_url": url.render_as_string(hide_password=False)}
+    )
+    serving, app.state.database = app.state.database, Database(settings)
+    try:
+        refused = await client.post(
+            "/api/v1/auth/login", data={"username": "a@example.com", "password": "x" * 8}
+        )
+    finally:
+        await app.state.database.dispose()
+        app.state.database = serving
+    assert_problem(refused, 503)
+    assert refused.headers["Retry-After"].isdigit()
