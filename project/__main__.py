@@ -19,12 +19,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlmodel import col
 
 from project import login_sessions
 from project.accounts import ensure_superuser
 from project.config import get_settings
 from project.database import Database, migrate
-from project.models import UserCreate
+from project.models import User, UserCreate
 from project.security import PasswordHasher
 
 
@@ -40,10 +43,25 @@ async def _database() -> AsyncIterator[Database]:
         await database.dispose()
 
 
-async def _create_superuser(email: str, password: str) -> bool:
+async def _create_superuser(email: str, password: str) -> str:
     async with _database() as database, database.session(write=True) as session:
         hasher = PasswordHasher(database.settings)
-        return await ensure_superuser(session, hasher, email, password)
+        if await ensure_superuser(session, hasher, email, password):
+            return f"Created superuser {email}."
+        user = await session.scalar(select(User).where(col(User.email) == email))
+        if user is not None and not user.is_superuser:
+            return (
+                f"{email} exists and is not a superuser; unchanged. A superuser can make it one "
+                "(the admin, or PATCH /api/v1/users/{id} with is_superuser)."
+            )
+        return f"{email} exists; unchanged."
+
+
+def _target() -> str:
+    """The database a command works on, its password hidden: a command run without the
+    service's environment would otherwise quietly use the development SQLite file."""
+    url = make_url(get_settings().database_url)
+    return f"Database: {url.render_as_string(hide_password=True)}"
 
 
 async def _prune_sessions() -> tuple[int, int]:
@@ -76,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{where + ': ' if where else ''}{line}", file=sys.stderr)
             return 2
         print(f"Settings are valid ({settings.environment}).")
+        print(_target())
         return 0
 
+    print(_target())
     if args.command == "prune-sessions":
         sessions, tokens = asyncio.run(_prune_sessions())
         print(f"Deleted {sessions} ended sessions and {tokens} more expired refresh tokens.")
@@ -90,16 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         if not sys.stdin.isatty():
             parser.error("no terminal to ask for the password on: set FIRST_SUPERUSER_PASSWORD")
         password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            print("The passwords differ; nothing was changed.", file=sys.stderr)
+            return 2
     try:
         account = UserCreate(email=args.email, password=password)
     except ValidationError as exc:
         for error in exc.errors():
             print(f"{error['loc'][0]}: {error['msg']}", file=sys.stderr)
         return 2
-    created = asyncio.run(_create_superuser(account.email, account.password))
-    print(
-        f"Created superuser {account.email}." if created else f"{account.email} exists; unchanged."
-    )
+    print(asyncio.run(_create_superuser(account.email, account.password)))
     return 0
 
 

@@ -1,5 +1,6 @@
 """The caller's own account, and superusers managing everyone's."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from project.app import create_app
 from project.config import Settings
@@ -251,6 +253,9 @@ def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
     first = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "Created superuser ops@example.com" in first.stdout
+    # Which database it worked on, the password hidden.
+    target = make_url(database_url).render_as_string(hide_password=True)
+    assert f"Database: {target}" in first.stdout.splitlines()
     again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "exists; unchanged" in again.stdout
     weak = subprocess.run(
@@ -263,3 +268,20 @@ def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
     )
     assert weak.returncode == 2
     assert "password" in weak.stderr
+
+
+async def test_create_superuser_says_when_the_email_is_a_plain_users(
+    database_url: str, alice: Account
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "FIRST_SUPERUSER_PASSWORD": PASSWORD,
+        "AUTO_MIGRATE": "false",
+    }
+    command = [sys.executable, "-m", "project", "create-superuser", "--email", alice.email]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{alice.email} exists and is not a superuser; unchanged." in done.stdout
