@@ -26,7 +26,9 @@ fi
 export PROMETHEUS_MULTIPROC_DIR
 
 # exec: uvicorn becomes this process, so it gets the SIGTERM of `docker stop` and drains.
+# Its own lines (startup, shutdown, a worker that died) are JSON like the service's.
 exec python -m uvicorn project.app:app \
+    --log-config scripts/uvicorn-logging.json \
     --host "${HOST:-0.0.0.0}" \
     --port "${PORT:-8000}" \
     --workers "${WEB_CONCURRENCY:-2}" \

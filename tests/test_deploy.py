@@ -337,6 +337,9 @@ def test_start_script_migrates_only_when_asked_then_serves(
     )
     assert dead.returncode != 0
     assert list(tmp_path.glob("heroes-metrics.*")), "start.sh made no metrics directory"
+    # uvicorn's own lines are JSON too, for the same log shipper.
+    lines = [line for line in server.log().splitlines() if "server process" in line]
+    assert lines and all(json.loads(line)["logger"].startswith("uvicorn") for line in lines)
 
 
 def test_start_script_stops_at_a_bad_setting_before_serving(tmp_path: Path) -> None:
