@@ -26,7 +26,7 @@ from project.middleware import (
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
 from project.routing import document_preconditions
-from project.schema import schema_problem
+from project.schema import Revisions
 from project.security import PasswordHasher, TokenCodec
 
 DESCRIPTION = """
@@ -41,7 +41,7 @@ A REST backend for teams, heroes and powers, with JWT accounts.
 """
 
 
-logger = logging.getLogger("project")
+logger = logging.getLogger("project.app")
 STARTUP_CHECK_SECONDS = 3.0
 
 ROUTERS = (heroes, teams, powers, users, auth, health)
@@ -65,43 +65,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.hasher = hasher = PasswordHasher(settings)
     app.state.tokens = TokenCodec(settings)
+    app.state.revisions = revisions = await asyncio.to_thread(Revisions.load)
     try:
-        await _check_schema(database)
+        await _check_schema(database, revisions)
         if settings.first_superuser_email and settings.first_superuser_password:
-            await _first_superuser(database, settings, hasher)
+            password = settings.first_superuser_password.get_secret_value()
+            await _first_superuser(database, hasher, settings.first_superuser_email, password)
         yield
     finally:
         await database.dispose()
         flush_logs()
 
 
-async def _check_schema(database: Database) -> None:
+async def _check_schema(database: Database, revisions: Revisions) -> None:
     """Say at startup, not at the first failing request, that the database needs migrating
     (readiness says so too, until it is). A database that does not answer yet is no reason
     not to start: readiness reports it, and the service recovers when it answers."""
     try:
         async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as connection:
-            problem = await schema_problem(connection)
+            problem = await revisions.problem(connection)
     except Exception as exc:
         logger.warning("the database does not answer at startup: %r", exc)
         return
     if problem is not None:
-        logger.error(problem)
+        logger.error("%s", problem)
 
 
-async def _first_superuser(database: Database, settings: Settings, hasher: PasswordHasher) -> None:
+async def _first_superuser(
+    database: Database, hasher: PasswordHasher, email: str, password: str
+) -> None:
     """FIRST_SUPERUSER_EMAIL's account, made if missing. A database that is down or not
     migrated yet does not stop the service from starting: the next start makes it, or
     `python -m project create-superuser` does."""
-    assert settings.first_superuser_email and settings.first_superuser_password
     try:
         async with database.session(write=True) as session:
-            await ensure_superuser(
-                session,
-                hasher,
-                settings.first_superuser_email,
-                settings.first_superuser_password.get_secret_value(),
-            )
+            await ensure_superuser(session, hasher, email, password)
     except (DBAPIError, OSError, TimeoutError) as exc:
         logger.error("the first superuser could not be made now: %r", exc)
 

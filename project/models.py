@@ -51,20 +51,23 @@ def utcnow() -> datetime:
 
 # Unicode's Default_Ignorable_Code_Point: characters that show nothing (zero-width spaces and
 # joiners, direction marks, variation selectors, the soft hyphen, tags).
-IGNORABLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+INVISIBLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
     "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 )
+IGNORABLE = re.compile(f"[{INVISIBLE}]")
+# What a name may not begin or end with: blanks and invisible characters.
+EDGES = re.compile(f"^[{BLANKS}{INVISIBLE}]+|[{BLANKS}{INVISIBLE}]+\\Z")
 
 
 def fold(text: str) -> str:
-    """The key names are compared, searched and sorted by: Unicode's caseless matching of
+    r"""The key names are compared, searched and sorted by: Unicode's caseless matching of
     identifiers (NFKC_Casefold), so that names that read the same are one name. `Avengers`,
     `AVENGERS`, its full-width twin and `Aven\u200bgers` (a zero-width space) all
     clash, and so do `Café` composed and decomposed."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded))
+    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded)).strip(BLANKS)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -131,7 +134,7 @@ def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
 def _strip(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    return unicodedata.normalize("NFC", value).strip(BLANKS)
+    return EDGES.sub("", unicodedata.normalize("NFC", value))
 
 
 def _key_fits(name: str) -> str:
@@ -146,8 +149,8 @@ def _key_fits(name: str) -> str:
 
 
 # A name is kept in Unicode's composed form (NFC: `e` + U+0301 becomes `é`) and without
-# surrounding blanks, so `" Avengers"` clashes with `"Avengers"`, and a name of only blanks is
-# a 422.
+# surrounding blanks or invisible characters, so `" Avengers"` clashes with `"Avengers"`, and a
+# name of only blanks is a 422.
 Name = Annotated[str, BeforeValidator(_strip), AfterValidator(_key_fits)]
 
 

@@ -78,25 +78,37 @@ def fetched(name: str) -> dict[int | str, dict[str, Any]]:
 
 
 _PRECONDITIONS = {
-    "304": (
-        "If-None-Match",
-        "ETags the client holds (or `*`): when one is current, the answer is 304 with no body.",
-    ),
-    "412": (
-        "If-Match",
-        "The ETag the client read (or `*`): when it is no longer current, the answer is 412 "
-        "and nothing changes.",
-    ),
+    "304": [
+        (
+            "If-None-Match",
+            "ETags the client holds (or `*`): when one is current, the answer is 304, no body.",
+        )
+    ],
+    "412": [
+        (
+            "If-Match",
+            "The ETag the client read (or `*`): when it is no longer current, the answer is "
+            "412 and nothing changes.",
+        ),
+        (
+            "If-None-Match",
+            "ETags (or `*`) the change is not for: when one is current, the answer is 412 and "
+            "nothing changes.",
+        ),
+    ],
 }
 
 
 def document_preconditions(openapi: dict[str, Any]) -> None:
     """Add the conditional request headers to every operation that answers them: the ones
-    that document a 304 take `If-None-Match`, the ones that document a 412 `If-Match`."""
+    that document a 304 (reads) take `If-None-Match`, the ones that document a 412 (changes)
+    `If-Match` and `If-None-Match`."""
     for path in openapi.get("paths", {}).values():
         for operation in path.values():
-            for code, (header, description) in _PRECONDITIONS.items():
-                if code in operation.get("responses", {}):
+            for code, headers in _PRECONDITIONS.items():
+                if code not in operation.get("responses", {}):
+                    continue
+                for header, description in headers:
                     operation.setdefault("parameters", []).append(
                         {
                             "name": header,

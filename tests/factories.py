@@ -10,6 +10,7 @@ from httpx import AsyncClient, Response
 from sqlalchemy import update
 from sqlmodel import col
 
+from project.config import Settings
 from project.models import User
 
 PASSWORD = "correct horse battery"
@@ -93,3 +94,18 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
     for leak in ("traceback", "select ", "insert ", "sqlalchemy", "$argon2", "hashed_password"):
         assert leak not in text, f"{leak!r} leaked in {response.text}"
     return body
+
+
+PRODUCTION_DATABASE = "postgresql+asyncpg://heroes@db/heroes"
+
+
+def production_settings(**values: Any) -> Settings:
+    """Settings as a production process would read them (no `.env`): a PostgreSQL URL and a
+    strong key unless `values` say otherwise."""
+    chosen = {
+        "environment": "production",
+        "database_url": PRODUCTION_DATABASE,
+        "secret_key": "k" * 48,
+        **values,
+    }
+    return Settings(_env_file=None, **chosen)  # type: ignore[call-arg]

@@ -62,16 +62,22 @@ async def test_not_ready_when_every_connection_is_taken(app: FastAPI, client: As
     assert (await client.get("/health/ready")).status_code == 200
 
 
-async def _readiness_on(app: FastAPI, client: AsyncClient, url: str) -> Response:
-    """`/health/ready` with the app pointed at the database at `url`."""
+async def _on(app: FastAPI, client: AsyncClient, url: str, method: str, path: str) -> Response:
+    """A request to the app pointed, for its length, at the database at `url`."""
     settings = app.state.settings.model_copy(update={"database_url": url})
-    serving = app.state.database
-    app.state.database = Database(settings)
+    serving, app.state.database = app.state.database, Database(settings)
     try:
-        return await client.get("/health/ready")
+        if method == "POST":  # a sign-in, which reaches the database without a token
+            form = {"username": "a@example.com", "password": "x" * 8}
+            return await client.post(path, data=form)
+        return await client.get(path)
     finally:
         await app.state.database.dispose()
         app.state.database = serving
+
+
+async def _readiness_on(app: FastAPI, client: AsyncClient, url: str) -> Response:
+    return await _on(app, client, url, "GET", "/health/ready")
 
 
 async def _set_revision(url: str, revision: str) -> None:
@@ -86,17 +92,19 @@ async def _set_revision(url: str, revision: str) -> None:
 
 
 async def test_not_ready_until_the_database_is_migrated(
-    app: FastAPI, client: AsyncClient, scratch_url: str
+    app: FastAPI, client: AsyncClient, scratch_url: str, logged: pytest.LogCaptureFixture
 ) -> None:
     """A database nobody migrated would answer every API call with an error: readiness
-    says so, and what to do, until it is migrated (no restart needed)."""
+    says so until it is migrated (no restart needed), and the log says what to run."""
     empty = assert_problem(await _readiness_on(app, client, scratch_url), 503)
-    assert "no schema" in empty["detail"] and "alembic upgrade head" in empty["detail"]
+    assert empty["detail"] == "The database schema is not up to date."
+    assert "no schema yet: run `alembic upgrade head`" in logged.text
+    assert "revision" not in empty["detail"]  # which, is for the operator only
 
     config = alembic_config(scratch_url)
     await asyncio.to_thread(command.upgrade, config, "0001")
-    behind = assert_problem(await _readiness_on(app, client, scratch_url), 503)
-    assert "at revision 0001" in behind["detail"]
+    assert_problem(await _readiness_on(app, client, scratch_url), 503)
+    assert "at revision 0001 and this code needs 0002" in logged.text
 
     await asyncio.to_thread(command.upgrade, config, "head")
     assert (await _readiness_on(app, client, scratch_url)).status_code == 200
@@ -135,16 +143,19 @@ async def test_a_database_that_is_not_there_is_a_503_not_a_500(
     if not is_postgres:
         pytest.skip("SQLite creates a database file that is missing")
     url = make_url(app.state.settings.database_url).set(database="no_such_database")
-    settings = app.state.settings.model_copy(
-        update={"database_url": url.render_as_string(hide_password=False)}
-    )
-    serving, app.state.database = app.state.database, Database(settings)
-    try:
-        refused = await client.post(
-            "/api/v1/auth/login", data={"username": "a@example.com", "password": "x" * 8}
-        )
-    finally:
-        await app.state.database.dispose()
-        app.state.database = serving
+    missing = url.render_as_string(hide_password=False)
+    refused = await _on(app, client, missing, "POST", "/api/v1/auth/login")
     assert_problem(refused, 503)
     assert refused.headers["Retry-After"].isdigit()
+
+
+async def test_startup_says_when_the_database_needs_migrating(
+    settings: Settings, scratch_url: str, logged: pytest.LogCaptureFixture
+) -> None:
+    unmigrated = settings.model_copy(update={"database_url": scratch_url})
+    app = create_app(unmigrated)
+    async with app.router.lifespan_context(app):
+        pass
+    [line] = [r for r in logged.records if r.name == "project.app"]
+    assert line.levelname == "ERROR"
+    assert line.getMessage() == "The database has no schema yet: run `alembic upgrade head`."

@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from project.app import create_app
 from project.config import Settings
-from tests.factories import Account, assert_problem, create
+from tests.factories import Account, assert_problem, create, production_settings
 
 TOKEN = "a-metrics-token-of-32-characters-or-more"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -133,22 +133,14 @@ async def test_metrics_stay_out_of_the_api_document(client: AsyncClient) -> None
     assert "/metrics" not in paths
 
 
-def _production(**values: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="production",
-        database_url="postgresql+asyncpg://heroes@db/heroes",
-        secret_key="k" * 48,  # type: ignore[arg-type]
-        metrics_enabled=True,
-        **values,
-    )
-
-
 def test_production_refuses_open_or_weakly_guarded_metrics() -> None:
+    def metrics_on(**values: Any) -> Settings:
+        return production_settings(metrics_enabled=True, **values)
+
     with pytest.raises(ValidationError, match="METRICS_TOKEN"):
-        _production()
+        metrics_on()
     with pytest.raises(ValidationError, match="METRICS_TOKEN"):
-        _production(metrics_token="")  # METRICS_TOKEN= in a compose file means unset
+        metrics_on(metrics_token="")  # METRICS_TOKEN= in a compose file means unset
     with pytest.raises(ValidationError, match="32 characters"):
-        _production(metrics_token="short")
-    assert _production(metrics_token=TOKEN).metrics_token == SecretStr(TOKEN)
+        metrics_on(metrics_token="short")
+    assert metrics_on(metrics_token=TOKEN).metrics_token == SecretStr(TOKEN)

@@ -3,6 +3,7 @@ from them. These run against a database of their own, next to the shared test on
 
 import asyncio
 import importlib.util
+import random
 import re
 import sys
 import uuid
@@ -135,9 +136,11 @@ def test_0002_rekeys_names_the_way_the_models_fold_them(scratch_url: str) -> Non
 def test_0002_refuses_names_that_would_clash_and_changes_nothing(scratch_url: str) -> None:
     config = alembic_config(scratch_url)
     command.upgrade(config, "0001")
-    _run(scratch_url, lambda connection: _seed_0001(connection, "Caf\u00e9", "Cafe\u0301"))
+    seed = ("Caf\u00e9", "Cafe\u0301", "\u200b")
+    _run(scratch_url, lambda connection: _seed_0001(connection, *seed))
     with pytest.raises(RuntimeError, match="rename them") as refused:
         command.upgrade(config, "head")
+    assert "'\\u200b': nothing visible in it" in str(refused.value)
     clash = re.search(r"teams \S+ ('.*'): the same name as ('.*')", str(refused.value))
     assert clash is not None
     assert set(clash.groups()) == {"'Caf\u00e9'", "'Cafe\u0301'"}
@@ -157,5 +160,15 @@ def test_the_head_revision_folds_names_as_the_models_do() -> None:
     assert spec is not None and spec.loader is not None
     head = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(head)
-    every_character = (chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
-    assert all(head.nfkc_casefold(c) == fold(c) for c in every_character)
+    characters = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000]
+    assert all(head.nfkc_casefold(c) == fold(c) for c in characters)
+    # What only shows across characters: composition, invisible and blank ends, Hangul.
+    pick = random.Random(2026)
+    texts = [
+        "Cafe\u0301",
+        "A\u200b B",
+        " \u200b",
+        "\u1100\u1161\u11a8",
+        *("".join(pick.choices(characters, k=pick.randint(2, 6))) for _ in range(20_000)),
+    ]
+    assert [head.nfkc_casefold(t) for t in texts] == [fold(t) for t in texts]

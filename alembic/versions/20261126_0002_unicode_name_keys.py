@@ -3,10 +3,11 @@
 Until this revision a name's key was its `casefold()`, so `Café` written composed and
 decomposed, a name in full-width letters or one with a zero-width space inside were other
 names than the ones they read as. This revision recomputes every key with the new rule.
-The names themselves are left as they were stored. A team or power whose new key would
-clash with another of its owner's, or would be too long, stops the upgrade with a list of
-those rows: rename them (the API or the admin) and run it again. The downgrade restores the
-plain `casefold()` keys, which never clash where these did not.
+The names themselves are left as they were stored. A name whose new key would clash with
+another of its owner's (teams and powers), would be empty (a name of invisible characters)
+or too long stops the upgrade with a list of those rows: rename them (the API or the
+admin) and run it again. The downgrade restores the plain `casefold()` keys, which never
+clash where these did not.
 
 The rule is copied here rather than imported, so that this revision keeps meaning what it
 meant when it was written whatever `project.models.fold` later becomes.
@@ -41,7 +42,7 @@ TABLES = {"teams": True, "powers": True, "heroes": False}
 
 def nfkc_casefold(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded))
+    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded)).strip()
 
 
 def _table(name: str) -> sa.TableClause:
@@ -76,6 +77,8 @@ def _rekey(key: Callable[[str], str], check: bool) -> None:
         changes[name] = []
         for row_id, owner_id, row_name, old in _rows(connection, table):
             new = key(row_name)
+            if check and not new:
+                refused.append(f"{name} {row_id} {row_name!r}: nothing visible in it")
             if check and len(new.encode()) > KEY_BYTES:
                 refused.append(f"{name} {row_id} {row_name!r}: too long once folded")
             if check and unique and (clash := seen.get((owner_id, new))) is not None:
@@ -86,8 +89,9 @@ def _rekey(key: Callable[[str], str], check: bool) -> None:
                 changes[name].append({"row_id": row_id, "key": new})
     if refused:
         raise RuntimeError(
-            "These names read the same as another of their owner's, or are too long, once "
-            "compared the new way; rename them and upgrade again:\n  " + "\n  ".join(refused)
+            "These names read the same as another of their owner's, show nothing or are too "
+            "long, once compared the new way; rename them and upgrade again:\n  "
+            + "\n  ".join(refused)
         )
     for name, changed in changes.items():
         if changed:

@@ -7,7 +7,7 @@ from project.database import get_database
 from project.errors import ServiceUnavailable
 from project.models import Liveness, PoolUsage, Readiness
 from project.routing import problems
-from project.schema import schema_problem
+from project.schema import Revisions
 
 logger = logging.getLogger("project.health")
 
@@ -32,14 +32,29 @@ async def ready(request: Request) -> Readiness:
         # Answer from the pool's own counters: waiting for a free connection to report
         # that there is none would hang exactly when the answer matters.
         raise ServiceUnavailable("Every database connection is in use.")
+    revisions: Revisions = request.app.state.revisions
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             async with database.engine.connect() as connection:
-                problem = await schema_problem(connection)
+                problem = await revisions.problem(connection)
     except Exception as exc:
-        logger.warning("not ready: the database does not answer: %r", exc)
+        _note(request, f"the database does not answer: {exc!r}")
         raise ServiceUnavailable("The database does not answer.") from exc
+    _note(request, problem)
     if problem is not None:
-        logger.warning("not ready: %s", problem)
-        raise ServiceUnavailable(problem)
+        # What to do is for the operator, in the log; an anonymous caller only learns that.
+        raise ServiceUnavailable("The database schema is not up to date.")
     return Readiness(status="ok", database="ok", pool=PoolUsage(**pool))
+
+
+def _note(request: Request, problem: str | None) -> None:
+    """Log why the service is not ready when that changes, not at every probe (a load
+    balancer asks every few seconds, on every worker)."""
+    state = request.app.state
+    if problem == getattr(state, "unready_because", None):
+        return
+    state.unready_because = problem
+    if problem is None:
+        logger.info("ready")
+    else:
+        logger.warning("not ready: %s", problem)
