@@ -13,8 +13,9 @@ from project import login_sessions, throttle
 from project.config import Settings
 from project.database import commit
 from project.errors import AuthenticationFailed, Conflict, ServiceUnavailable
-from project.models import User, canonical_email
+from project.models import User
 from project.security import PasswordHasher
+from project.text import canonical_email
 
 logger = logging.getLogger("project.accounts")
 

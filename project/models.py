@@ -5,20 +5,18 @@ table, `XCreate` / `XUpdate` are request bodies, `XPublic` is what clients see. 
 columns (a password hash, a case-folded name key) live only on the table class.
 """
 
-import re
-import unicodedata
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel, func
 from sqlmodel._compat import SQLModelConfig
+
+from project.text import NAME_KEY_BYTES, NAME_MAX, NAME_PATTERN, NO_NUL, Email, Name, fold
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -28,17 +26,6 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-NO_NUL = r"^[^\x00]*$"
-# What `str.strip()` strips (every `str.isspace()` character), spelled out so that the
-# schema's pattern below says the same thing to clients.
-BLANKS = (
-    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
-# A name: not only blanks (they are stripped, see `Name`), and no NUL.
-NAME_PATTERN = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
-NAME_MAX = 255
-NAME_KEY_BYTES = 4 * NAME_MAX  # UTF-8 bytes of a name's folded key (see `fold`)
 DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # JSON has real booleans and numbers: `"17"` or `true` for an age is a client bug, not an age.
@@ -47,27 +34,6 @@ STRICT = {"strict": True}
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# Unicode's Default_Ignorable_Code_Point: characters that show nothing (zero-width spaces and
-# joiners, direction marks, variation selectors, the soft hyphen, tags).
-INVISIBLE = (
-    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
-)
-IGNORABLE = re.compile(f"[{INVISIBLE}]")
-# What a name may not begin or end with: blanks and invisible characters.
-EDGES = re.compile(f"^[{BLANKS}{INVISIBLE}]+|[{BLANKS}{INVISIBLE}]+\\Z")
-
-
-def fold(text: str) -> str:
-    r"""The key names are compared, searched and sorted by: Unicode's caseless matching of
-    identifiers (NFKC_Casefold), so that names that read the same are one name. `Avengers`,
-    `AVENGERS`, its full-width twin and `Aven\u200bgers` (a zero-width space) all
-    clash, and so do `Café` composed and decomposed."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded)).strip(BLANKS)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -131,29 +97,6 @@ def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
     return _text(max_length, pattern=pattern, default=None)
 
 
-def _strip(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return EDGES.sub("", unicodedata.normalize("NFC", value))
-
-
-def _key_fits(name: str) -> str:
-    # A full-length name of ordinary letters always fits; one of ligatures that each fold to
-    # several letters may not, and its key must stay small enough for a B-tree index.
-    key = fold(name)
-    if not key:
-        raise ValueError("the name has no visible characters")
-    if len(key.encode()) > NAME_KEY_BYTES:
-        raise ValueError("the name is too long once its characters are spelled out")
-    return name
-
-
-# A name is kept in Unicode's composed form (NFC: `e` + U+0301 becomes `é`) and without
-# surrounding blanks or invisible characters, so `" Avengers"` clashes with `"Avengers"`, and a
-# name of only blanks is a 422.
-Name = Annotated[str, BeforeValidator(_strip), AfterValidator(_key_fits)]
-
-
 def _example(example: dict[str, Any]) -> SQLModelConfig:
     return SQLModelConfig(extra="forbid", json_schema_extra={"examples": [example]})
 
@@ -171,38 +114,6 @@ class Timestamped(SQLModel):
 
 
 # --- users -------------------------------------------------------------------------------
-
-
-def _normalized_email(value: str) -> str:
-    """An address in the syntax email-validator accepts, in its normal form (Unicode NFC,
-    the domain as Unicode rather than `xn--` punycode) and lower-cased, so that `Ada@X.com`
-    and `ada@x.com` are one account. Nothing is looked up in DNS; `.test` domains (RFC 6761)
-    are accepted, since test and staging set-ups use them."""
-    email = validate_email(value, check_deliverability=False, test_environment=True)
-    return email.normalized.lower()
-
-
-def canonical_email(value: str) -> str:
-    """The form an address is stored in, for looking one up (a sign-in): an address no
-    account could have is only trimmed and lower-cased, and then simply matches nothing."""
-    try:
-        return _normalized_email(value.strip())
-    except EmailNotValidError:
-        return value.strip().lower()
-
-
-def _valid_email(value: str) -> str:
-    try:
-        return _normalized_email(value)
-    except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from None
-
-
-Email = Annotated[
-    str,
-    AfterValidator(_valid_email),
-    WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
-]
 
 
 class UserBase(SQLModel):

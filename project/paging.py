@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from project.errors import InvalidField
-from project.models import NAME_MAX, NO_NUL, fold
+from project.text import NAME_MAX, NO_NUL, fold
 
 T = TypeVar("T")
 PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})

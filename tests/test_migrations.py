@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 import project.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from project.config import Settings
 from project.database import create_engine
-from project.models import fold
+from project.text import fold
 from tests.conftest import alembic_config
 
 TABLES = set(SQLModel.metadata.tables)  # every table the models describe

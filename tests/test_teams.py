@@ -5,7 +5,7 @@ import sys
 
 from httpx import AsyncClient
 
-from project.models import BLANKS, NAME_PATTERN
+from project.text import BLANKS, NAME_PATTERN
 from tests.factories import Account, assert_problem, create
 
 

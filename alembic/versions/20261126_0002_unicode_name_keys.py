@@ -10,7 +10,7 @@ admin) and run it again. The downgrade restores the plain `casefold()` keys, whi
 clash where these did not.
 
 The rule is copied here rather than imported, so that this revision keeps meaning what it
-meant when it was written whatever `project.models.fold` later becomes.
+meant when it was written whatever `project.text.fold` later becomes.
 
 Revision ID: 0002
 Revises: 0001

@@ -7,17 +7,10 @@ from project import login_sessions
 from project.accounts import check_credentials, create_user
 from project.config import SettingsDep
 from project.database import SessionDep
-from project.models import (
-    NO_NUL,
-    PASSWORD_MAX,
-    RefreshRequest,
-    TokenPair,
-    User,
-    UserCreate,
-    UserPublic,
-)
+from project.models import PASSWORD_MAX, RefreshRequest, TokenPair, User, UserCreate, UserPublic
 from project.routing import api_router, problems
 from project.security import CurrentUser, HasherDep, TokensDep, client_address
+from project.text import NO_NUL
 
 router = api_router("/auth", ["auth"])
 

@@ -25,21 +25,12 @@ from project.hero_rows import (
     read_statement,
     team_statement,
 )
-from project.models import (
-    AGE_MAX,
-    Hero,
-    HeroCreate,
-    HeroPublic,
-    HeroUpdate,
-    Power,
-    Team,
-    fold,
-    utcnow,
-)
+from project.models import AGE_MAX, Hero, HeroCreate, HeroPublic, HeroUpdate, Power, Team, utcnow
 from project.ownership import owned, referenced
 from project.paging import ListQuery, Page, Pager, PagerDep, SearchText, like_pattern
 from project.routing import api_router, created, fetched, problems
 from project.security import AccessClaims, Claims, check_principal, get_caller
+from project.text import fold
 
 router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
 

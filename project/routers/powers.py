@@ -6,18 +6,13 @@ from sqlmodel import col
 
 from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit
-from project.models import (
-    Power,
-    PowerCreate,
-    PowerPublic,
-    PowerUpdate,
-    fold,
-)
+from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import lose_power
 from project.routing import api_router, created, fetched, problems
 from project.security import CurrentCaller
+from project.text import fold
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
 

@@ -10,13 +10,14 @@ from sqlmodel import col
 from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.direct import Reader
-from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate, fold
+from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import leave_team
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
 from project.routing import api_router, created, fetched, problems
 from project.security import CurrentCaller
+from project.text import fold
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
 
