@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         # SQLite file): a process started with ENVIRONMENT=production, from a checkout say,
         # must not pick them up. It reads the environment only.
         explicit = {**env_settings(), **init_settings()}
-        if str(explicit.get("environment", "")).strip().lower() == "production":
+        if _lower(explicit.get("environment")) == "production":
             return init_settings, env_settings, file_secret_settings
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
