@@ -163,6 +163,8 @@ class ProblemRoute(APIRoute):
         async def route_handler(request: Request) -> Response:
             if body_kind is not None and _has_body(request):
                 _check_body(request, body_kind)
+                if body_kind == "json":
+                    _check_utf8(await request.body())  # kept: the handler reads it again
             try:
                 return await handler(request)
             except StarletteHTTPException as exc:
@@ -176,12 +178,20 @@ class ProblemRoute(APIRoute):
 
 
 def _check_body(request: Request, kind: str) -> None:
-    coding = request.headers.get("content-encoding", "identity").strip().lower()
-    if coding != "identity":  # RFC 9110 §15.5.16: say which codings are accepted
-        raise UnsupportedMediaType(
-            f"Bodies are not decoded from {coding}: send this one uncompressed.",
+    # Every coding listed, in every Content-Encoding header: one gzip among them is enough
+    # to make the body unreadable as it is.
+    codings = [
+        coding.strip().lower()
+        for header in request.headers.getlist("content-encoding")
+        for coding in header.split(",")
+    ]
+    if refused := [coding for coding in codings if coding not in ("identity", "")]:
+        raise UnsupportedMediaType(  # RFC 9110 §15.5.16: say which codings are accepted
+            f"Bodies are not decoded from {refused[0]}: send this one uncompressed.",
             {"Accept-Encoding": "identity"},
         )
+    if len(set(request.headers.getlist("content-type"))) > 1:
+        raise UnsupportedMediaType("Send one Content-Type header, not several.")
     media_type, charset = _media_type(request)
     if kind == "form":
         if media_type not in FORM_TYPES:
@@ -191,6 +201,23 @@ def _check_body(request: Request, kind: str) -> None:
         raise UnsupportedMediaType("Send this body as application/json.")
     if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
         raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
+
+
+def _check_utf8(body: bytes) -> None:
+    """422 for a body in UTF-16 or UTF-32, which the JSON parser would otherwise detect and
+    read (RFC 8259 §8.1: JSON between systems is UTF-8). Those encode every ASCII character
+    with a zero byte, which UTF-8 JSON never holds (a NUL in a string must be escaped)."""
+    if b"\x00" in body:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": "The JSON is not UTF-8.",
+                    "input": {},
+                }
+            ]
+        )
 
 
 def _as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:

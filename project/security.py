@@ -143,7 +143,15 @@ class TokenCodec:
                 token_id=uuid.UUID(payload["jti"]),
                 expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             )
-        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
+        except (
+            jwt.PyJWTError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            OSError,
+        ) as exc:
+            # OverflowError, OSError: an `exp` no date can hold (past year 9999).
             raise AuthenticationFailed() from exc
 
 

@@ -208,6 +208,9 @@ FORGERIES = {
     "wrong audience": lambda a: _forge(_claims(a, aud="someone-else")),
     "HS512 instead of HS256": lambda a: _forge(_claims(a), algorithm="HS512"),
     "garbage": lambda a: "not.a.jwt",
+    # Well signed, but no date can hold them (past year 9999): refused, not a 500.
+    "exp of 10**30": lambda a: _forge(_claims(a, exp=10**30)),
+    "exp of 1e308": lambda a: _forge(_claims(a, exp=1e308)),
     "unknown session": lambda a: _forge(_claims(a, sid=str(uuid.uuid4()))),
     **{
         f"missing {claim}": (lambda a, c=claim: _forge(_claims(a, **{c: None})))

@@ -128,13 +128,64 @@ async def test_a_body_it_cannot_read_as_sent_is_415(client: AsyncClient, alice: 
     assert "UTF-8" in assert_problem(latin, 415)["detail"]
 
 
-async def test_json_that_is_not_utf_8_says_so(client: AsyncClient, alice: Account) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "\xe9t\xe9"}',  # Latin-1
+        *(
+            '{"name": "Flight"}'.encode(encoding)  # the parser would detect and read these
+            for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32")
+        ),
+    ],
+    ids=["latin-1", "utf-16", "utf-16-le", "utf-16-be", "utf-32"],
+)
+async def test_json_that_is_not_utf_8_says_so(
+    client: AsyncClient, alice: Account, body: bytes
+) -> None:
     response = await client.post(
         "/api/v1/powers",
-        content=b'{"name": "\xe9t\xe9"}',
+        content=body,
         headers={**alice.headers, "Content-Type": "application/json"},
     )
     assert assert_problem(response, 422)["errors"][0]["msg"] == "The JSON is not UTF-8."
+    listed = await client.get("/api/v1/powers", headers=alice.headers)
+    assert listed.json()["items"] == []
+
+
+async def test_a_utf_8_byte_order_mark_is_allowed(client: AsyncClient, alice: Account) -> None:
+    """RFC 8259 §8.1 lets a parser ignore one."""
+    response = await client.post(
+        "/api/v1/powers",
+        content='{"name": "Flight"}'.encode("utf-8-sig"),
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Content-Type", "application/json"), ("Content-Encoding", "identity, gzip")],
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "identity"),
+            ("Content-Encoding", "gzip"),
+        ],
+        [("Content-Type", "application/json"), ("Content-Type", "text/plain; charset=utf-16")],
+    ],
+    ids=["two codings", "two Content-Encoding headers", "two Content-Types"],
+)
+async def test_repeated_body_headers_are_all_read(
+    client: AsyncClient, alice: Account, headers: list[tuple[str, str]]
+) -> None:
+    """A second Content-Encoding or Content-Type is not skipped over: the body is refused
+    unless every one of them says it is plain JSON."""
+    response = await client.post(
+        "/api/v1/powers",
+        content=b'{"name": "Flight"}',
+        headers=[*alice.headers.items(), *headers],
+    )
+    assert_problem(response, 415)
 
 
 MALFORMED = [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b"\x80abc", b"\xe9t\xe9"]
