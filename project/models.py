@@ -16,7 +16,18 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel, func
 from sqlmodel._compat import SQLModelConfig
 
-from project.text import NAME_KEY_BYTES, NAME_MAX, NAME_PATTERN, NO_NUL, Email, Name, fold
+from project.text import (
+    DESCRIPTION_MAX,
+    NAME_KEY_BYTES,
+    NAME_MAX,
+    NO_NUL,
+    NOT_BLANK,
+    Email,
+    LongText,
+    Name,
+    Text,
+    fold,
+)
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -26,7 +37,6 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-DESCRIPTION_MAX = 2000
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # JSON has real booleans and numbers: `"17"` or `true` for an age is a client bug, not an age.
 STRICT = {"strict": True}
@@ -141,13 +151,14 @@ class UserCreate(RequestBody, UserBase):
     )
 
     password: str = _password()
+    full_name: Text | None = None
 
 
 class UserUpdateMe(RequestBody):
     model_config = _example({"full_name": "Ada Lovelace"})
 
     email: Email = Field(default=None, max_length=254)
-    full_name: str | None = _optional_text()
+    full_name: Text | None = None
 
 
 class UserUpdate(UserUpdateMe):
@@ -173,7 +184,7 @@ class UserPublic(UserBase, Timestamped):
 
 
 class TeamBase(SQLModel):
-    name: Name = _text(pattern=NAME_PATTERN)
+    name: Name = _text(pattern=NOT_BLANK)
     headquarters: str = _text()
 
 
@@ -203,12 +214,14 @@ class Team(TeamBase, table=True):
 class TeamCreate(RequestBody, TeamBase):
     model_config = _example({"name": "Avengers", "headquarters": "Stark Tower, New York"})
 
+    headquarters: Text
+
 
 class TeamUpdate(RequestBody):
     model_config = _example({"headquarters": "Avengers Compound"})
 
-    name: Name = _optional_text(pattern=NAME_PATTERN)
-    headquarters: str = _optional_text()
+    name: Name = _optional_text(pattern=NOT_BLANK)
+    headquarters: Text = Field(default=None)
 
 
 class TeamPublic(TeamBase, Timestamped):
@@ -224,7 +237,7 @@ class TeamDetail(TeamPublic):
 
 
 class PowerBase(SQLModel):
-    name: Name = _text(pattern=NAME_PATTERN)
+    name: Name = _text(pattern=NOT_BLANK)
     description: str | None = _text(max_length=DESCRIPTION_MAX, default=None)
 
 
@@ -262,12 +275,14 @@ class Power(PowerBase, table=True):
 class PowerCreate(RequestBody, PowerBase):
     model_config = _example({"name": "Flight", "description": "Moves through the air unaided."})
 
+    description: LongText | None = None
+
 
 class PowerUpdate(RequestBody):
     model_config = _example({"description": "Flies faster than sound."})
 
-    name: Name = _optional_text(pattern=NAME_PATTERN)
-    description: str | None = _optional_text(max_length=DESCRIPTION_MAX)
+    name: Name = _optional_text(pattern=NOT_BLANK)
+    description: LongText | None = None
 
 
 class PowerPublic(PowerBase, Timestamped):
@@ -281,7 +296,7 @@ AGE_MAX = 10_000
 
 
 class HeroBase(SQLModel):
-    name: Name = _text(pattern=NAME_PATTERN)
+    name: Name = _text(pattern=NOT_BLANK)
     secret_name: str = _text()
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
 
@@ -337,6 +352,7 @@ class HeroCreate(RequestBody, HeroBase):
         }
     )
 
+    secret_name: Text
     team_id: uuid.UUID | None = None
     power_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_POWERS_PER_HERO)
 
@@ -344,8 +360,8 @@ class HeroCreate(RequestBody, HeroBase):
 class HeroUpdate(RequestBody):
     model_config = _example({"age": 17, "power_ids": []})
 
-    name: Name = _optional_text(pattern=NAME_PATTERN)
-    secret_name: str = _optional_text()
+    name: Name = _optional_text(pattern=NOT_BLANK)
+    secret_name: Text = Field(default=None)
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
     team_id: uuid.UUID | None = None
     power_ids: list[uuid.UUID] = Field(default=None, max_length=MAX_POWERS_PER_HERO)

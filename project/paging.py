@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from project.errors import InvalidField
-from project.text import NAME_MAX, NO_NUL, fold
+from project.text import NAME_MAX, NO_NUL, fold, trim
 
 T = TypeVar("T")
 PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})
@@ -60,7 +60,9 @@ class ListQuery(BaseModel):
 
 
 def _blank_is_none(text: str | None) -> str | None:
-    return text or None  # an empty search box filters nothing, and pages like no `q` at all
+    # Surrounding blanks are not searched for, as they are not stored; a search box left
+    # empty (or blank) filters nothing, and pages like no `q` at all, on every list.
+    return None if text is None else trim(text) or None
 
 
 SearchText = Annotated[
@@ -70,7 +72,7 @@ SearchText = Annotated[
         pattern=NO_NUL,
         description=(
             "Case-insensitive substring search: names (users: email and full name)."
-            " Empty matches everything."
+            " Surrounding blanks are ignored; empty or blank matches everything."
         ),
     ),
     AfterValidator(_blank_is_none),

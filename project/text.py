@@ -6,7 +6,7 @@ import unicodedata
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 NO_NUL = r"^[^\x00]*$"
 # What `str.strip()` strips (every `str.isspace()` character), spelled out so that the
@@ -15,8 +15,8 @@ BLANKS = (
     "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-# A name: not only blanks (they are stripped, see `Name`), and no NUL.
-NAME_PATTERN = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
+# A name or other text: not only blanks (they are stripped, see `Name` and `Text`), no NUL.
+NOT_BLANK = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
 NAME_MAX = 255
 NAME_KEY_BYTES = 4 * NAME_MAX  # UTF-8 bytes of a name's folded key (see `fold`)
 
@@ -42,10 +42,13 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", IGNORABLE.sub("", folded)).strip(BLANKS)
 
 
+def trim(text: str) -> str:
+    """`text` composed (NFC), without surrounding blanks or invisible characters."""
+    return EDGES.sub("", unicodedata.normalize("NFC", text))
+
+
 def _strip(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return EDGES.sub("", unicodedata.normalize("NFC", value))
+    return trim(value) if isinstance(value, str) else value
 
 
 def _key_fits(name: str) -> str:
@@ -63,6 +66,29 @@ def _key_fits(name: str) -> str:
 # surrounding blanks or invisible characters, so `" Avengers"` clashes with `"Avengers"`, and a
 # name of only blanks is a 422.
 Name = Annotated[str, BeforeValidator(_strip), AfterValidator(_key_fits)]
+
+
+def _visible(value: Any) -> Any:
+    stripped = _strip(value)
+    if value and not stripped:
+        raise ValueError("the text has no visible characters")
+    return stripped
+
+
+TEXT_MAX = NAME_MAX
+DESCRIPTION_MAX = 2000
+# Other text a person types (a headquarters, a secret name, a full name, a description) is
+# kept like a name (composed, without surrounding blanks or invisible characters), and only
+# blanks or invisible characters is a 422 like an empty string. The constraints sit inside
+# the type so that the schema shows them under `... | None` too.
+Text = Annotated[
+    str, Field(min_length=1, max_length=TEXT_MAX, pattern=NOT_BLANK), BeforeValidator(_visible)
+]
+LongText = Annotated[
+    str,
+    Field(min_length=1, max_length=DESCRIPTION_MAX, pattern=NOT_BLANK),
+    BeforeValidator(_visible),
+]
 
 
 def _normalized_email(value: str) -> str:

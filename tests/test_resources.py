@@ -242,6 +242,39 @@ async def test_invalid_bodies_are_422_on_create_and_update(
     assert (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json() == item
 
 
+# The other text field of each resource: free text, trimmed, never only blanks.
+OTHER_TEXT = {"teams": "headquarters", "heroes": "secret_name", "powers": "description"}
+BLANK_TEXT = ["   ", "\t\n", "\u200b", " \u00a0\u2060 "]
+
+
+@pytest.mark.parametrize("blank", BLANK_TEXT, ids=["spaces", "tab newline", "zwsp", "mixed"])
+async def test_text_of_only_blanks_is_422_like_empty_text(
+    client: AsyncClient, alice: Account, kind: str, blank: str
+) -> None:
+    item = await _make(client, alice, kind)
+    field = OTHER_TEXT[kind]
+    body = {**RESOURCES[kind]["body"], TEXT[kind]: "Another", field: blank}
+    created = await client.post(f"/api/v1/{kind}", json=body, headers=alice.headers)
+    assert [field] in [e["loc"][1:] for e in assert_problem(created, 422)["errors"]]
+    patch = {field: blank}
+    patched = await client.patch(f"/api/v1/{kind}/{item['id']}", json=patch, headers=alice.headers)
+    assert [field] in [e["loc"][1:] for e in assert_problem(patched, 422)["errors"]]
+    assert (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json() == item
+
+
+async def test_text_is_stored_without_surrounding_blanks(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    field = OTHER_TEXT[kind]
+    body = {**RESOURCES[kind]["body"], field: " \u200bStark  Tower\n"}
+    item = await create(client, alice, kind, **body)
+    assert item[field] == "Stark  Tower"  # inner blanks are the writer's
+    patched = await client.patch(
+        f"/api/v1/{kind}/{item['id']}", json={field: "\tMalibu "}, headers=alice.headers
+    )
+    assert patched.json()[field] == "Malibu"
+
+
 async def test_text_up_to_the_limit_is_stored_whole(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:

@@ -5,7 +5,7 @@ import sys
 
 from httpx import AsyncClient
 
-from project.text import BLANKS, NAME_PATTERN
+from project.text import BLANKS, NOT_BLANK
 from tests.factories import Account, assert_problem, create
 
 
@@ -174,5 +174,5 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
     every_blank = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
     assert set(BLANKS) == every_blank
     for blank in every_blank:
-        assert re.fullmatch(NAME_PATTERN, blank * 3) is None
-        assert re.fullmatch(NAME_PATTERN, f"{blank}x{blank}")
+        assert re.fullmatch(NOT_BLANK, blank * 3) is None
+        assert re.fullmatch(NOT_BLANK, f"{blank}x{blank}")

@@ -37,6 +37,25 @@ async def test_update_me(client: AsyncClient, alice: Account) -> None:
     assert (await login(client, "alice.new@example.com", alice.password)).status_code == 200
 
 
+async def test_a_full_name_is_trimmed_and_never_only_blanks(
+    client: AsyncClient, alice: Account
+) -> None:
+    registered = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "ada@example.com", "password": "password123", "full_name": "  Ada\u200b "},
+    )
+    assert registered.json()["full_name"] == "Ada"
+    for blank in ("  ", "\u200b"):
+        refused = await client.post(
+            "/api/v1/auth/register",
+            json={"email": "eve@example.com", "password": "password123", "full_name": blank},
+        )
+        assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "full_name"]
+        patched = await client.patch(ME, json={"full_name": blank}, headers=alice.headers)
+        assert assert_problem(patched, 422)["errors"][0]["loc"] == ["body", "full_name"]
+    assert (await client.get(ME, headers=alice.headers)).json() == alice.user
+
+
 async def test_update_me_to_a_taken_email(
     client: AsyncClient, alice: Account, bob: Account
 ) -> None:
@@ -221,6 +240,10 @@ async def test_list_users_filters_and_sorts(
     assert await emails("is_active=false") == ["zed@example.com"]
     assert await emails("q=ZERO") == ["zed@example.com"]
     assert await emails("q=AMY&sort=email") == ["amy@example.com"]
+    # Blanks around a search are ignored, and a blank search filters nothing, as on every list.
+    assert await emails("q=%20zed%0A") == ["zed@example.com"]
+    for blank in ("%20", "%E2%80%8B", "%09%20"):
+        assert len(await emails(f"q={blank}")) == 3
 
 
 async def test_first_superuser_is_created_at_startup_once(settings: Settings, app: FastAPI) -> None:
