@@ -138,6 +138,20 @@ class InvalidField(ProblemError):
 _UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53", "57", "40001", "40P01", "55P03", "25P03")
 
 
+# What the drivers say without a SQLSTATE (aiosqlite says none): SQLite's file cannot be
+# opened (a directory that is missing or not writable), its disk is full or failing, a lock.
+_UNAVAILABLE_MESSAGES = (
+    "database is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+    "connection",
+    "closed",
+    "timeout",
+    "cancel",
+)
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True for errors a retry later can fix: no connection, pool exhausted, timeout, lock."""
     if isinstance(exc, PoolTimeoutError | TimeoutError | OSError):
@@ -149,10 +163,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
         if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
             return True
         message = str(exc.orig).lower()
-        return any(
-            marker in message
-            for marker in ("database is locked", "connection", "closed", "timeout", "cancel")
-        )
+        return any(marker in message for marker in _UNAVAILABLE_MESSAGES)
     return False
 
 

@@ -1,4 +1,5 @@
 import asyncio
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -138,17 +139,22 @@ async def test_a_database_down_at_startup_does_not_stop_the_service(
 
 
 async def test_a_database_that_is_not_there_is_a_503_not_a_500(
-    app: FastAPI, client: AsyncClient, is_postgres: bool
+    app: FastAPI, client: AsyncClient, is_postgres: bool, tmp_path: Path
 ) -> None:
     """A DATABASE_URL naming a database that does not exist (or a wrong password, refused the
-    same way): the service cannot serve now, which is no bug of the client's or the code's."""
-    if not is_postgres:
-        pytest.skip("SQLite creates a database file that is missing")
-    url = make_url(app.state.settings.database_url).set(database="no_such_database")
+    same way), or a SQLite file in a directory that does not exist (SQLite makes a missing
+    file, not a directory): the service cannot serve now, which is no bug of the client's
+    or the code's."""
+    url = make_url(app.state.settings.database_url)
+    if is_postgres:
+        url = url.set(database="no_such_database")
+    else:
+        url = url.set(database=str(tmp_path / "no_such_directory" / "heroes.db"))
     missing = url.render_as_string(hide_password=False)
     refused = await _on(app, client, missing, "POST", "/api/v1/auth/login")
     assert_problem(refused, 503)
     assert refused.headers["Retry-After"].isdigit()
+    assert_problem(await _readiness_on(app, client, missing), 503)
 
 
 async def test_startup_says_when_the_database_needs_migrating(
