@@ -160,7 +160,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "If-None-Match",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            # What a script may read of a cross-origin response besides the safelisted ones.
+            expose_headers=[
+                "Allow",
+                "ETag",
+                "Location",
+                "Retry-After",
+                "WWW-Authenticate",
+                "X-Request-ID",
+            ],
         )
     app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)

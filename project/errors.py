@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from project.text import NO_NUL, NOT_BLANK
+
 logger = logging.getLogger("project.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -167,12 +169,26 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def _message(err: Mapping[str, Any]) -> str:
+    """Pydantic's message, except for the text patterns, whose message would spell out a
+    regular expression of some 400 characters: what they refuse, in words."""
+    if err.get("type") == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in (
+        NO_NUL,
+        NOT_BLANK,
+    ):
+        value = err.get("input")
+        if isinstance(value, str) and "\x00" in value:
+            return "String should not contain a NUL character"
+        return "String should have a visible character, not only blanks"
+    return str(err.get("msg", "Invalid value"))
+
+
 def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
     # Never echo `input`: it may hold a password.
     return [
         FieldError(
             loc=[p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
-            msg=str(err.get("msg", "Invalid value")),
+            msg=_message(err),
             type=str(err.get("type", "value_error")),
         )
         for err in exc.errors()

@@ -111,7 +111,7 @@ def canonical_email(value: str) -> str:
 
 def _valid_email(value: str) -> str:
     try:
-        return _normalized_email(value)
+        return _normalized_email(value.strip())  # blanks a form left around it, as at sign-in
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
 

@@ -61,6 +61,17 @@ async def test_register_accepts_test_domains_but_not_unroutable_ones(client: Asy
         assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "email"]
 
 
+async def test_register_trims_blanks_around_the_email_as_sign_in_does(
+    client: AsyncClient,
+) -> None:
+    registered = await client.post(
+        "/api/v1/auth/register", json={"email": " Ada@Example.com\t", "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["email"] == "ada@example.com"
+    assert (await login(client, " ada@example.com ", PASSWORD)).status_code == 200
+
+
 async def test_register_rejects_a_taken_email_whatever_its_case(
     client: AsyncClient, alice: Account
 ) -> None:

@@ -257,7 +257,10 @@ async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
     assert "access-control-allow-origin" not in other.headers
     assert "origin" in assert_problem(other, 400)["detail"]
     simple = await client.get("/health/live", headers={"Origin": "https://app.example.com"})
-    assert "ETag" in simple.headers["access-control-expose-headers"]
+    exposed = {name.strip() for name in simple.headers["access-control-expose-headers"].split(",")}
+    # A script can read what a response tells it to do next: the tag, where the new
+    # resource is, when to retry, how to authenticate, which methods a path allows.
+    assert {"ETag", "Location", "Retry-After", "WWW-Authenticate", "Allow"} <= exposed
 
 
 def test_cors_refuses_a_wildcard_with_credentials(settings: Settings) -> None:

@@ -275,6 +275,23 @@ async def test_text_is_stored_without_surrounding_blanks(
     assert patched.json()[field] == "Malibu"
 
 
+async def test_a_nul_character_is_refused_in_words(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    """Not with the regular expression that refused it."""
+    for field in (TEXT[kind], OTHER_TEXT[kind]):
+        body = {**RESOURCES[kind]["body"], field: "nul\x00byte"}
+        refused = await client.post(f"/api/v1/{kind}", json=body, headers=alice.headers)
+        [error] = assert_problem(refused, 422)["errors"]
+        assert (error["loc"], error["msg"]) == (
+            ["body", field],
+            "String should not contain a NUL character",
+        )
+    searched = await client.get(f"/api/v1/{kind}?q=a%00b", headers=alice.headers)
+    [error] = assert_problem(searched, 422)["errors"]
+    assert error["msg"] == "String should not contain a NUL character"
+
+
 async def test_text_up_to_the_limit_is_stored_whole(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:
