@@ -19,10 +19,13 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
 
 _DESCRIPTIONS = {
     status.HTTP_400_BAD_REQUEST: "The request cannot be carried out as sent.",
-    status.HTTP_401_UNAUTHORIZED: "Missing, invalid, expired or revoked access token.",
+    status.HTTP_401_UNAUTHORIZED: "Not signed in: a token missing, invalid, expired or revoked.",
     status.HTTP_403_FORBIDDEN: "Authenticated, but not allowed to do this.",
     status.HTTP_404_NOT_FOUND: "No such resource, or it belongs to someone else.",
-    status.HTTP_409_CONFLICT: "Conflicts with existing data (a name or email already taken).",
+    status.HTTP_409_CONFLICT: (
+        "Conflicts with the current data: a name or email already taken (on users, also the"
+        " last active superuser)."
+    ),
     status.HTTP_412_PRECONDITION_FAILED: (
         "`If-Match` does not name the current version (or `If-None-Match` does)."
     ),
@@ -34,12 +37,32 @@ _DESCRIPTIONS = {
 }
 
 
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error statuses, all in the problem+json schema."""
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: send an access token.",
+            "schema": {"type": "string"},
+        }
+    },
+    status.HTTP_429_TOO_MANY_REQUESTS: _RETRY_AFTER,
+    status.HTTP_503_SERVICE_UNAVAILABLE: _RETRY_AFTER,
+}
+
+
+def problems(*codes: int, say: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all in the problem+json schema, with
+    the headers they carry; `say` words one for this operation."""
     return {
         code: {
-            "description": _DESCRIPTIONS[code],
+            "description": (say or {}).get(code, _DESCRIPTIONS[code]),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            **({"headers": _HEADERS[code]} if code in _HEADERS else {}),
         }
         for code in codes
     }
@@ -74,6 +97,14 @@ def fetched(name: str) -> dict[int | str, dict[str, Any]]:
         status.HTTP_200_OK: {"description": f"The {name}.", "headers": _ETAG},
         status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `If-None-Match` tag."},
         **problems(status.HTTP_404_NOT_FOUND),
+    }
+
+
+def changed(name: str, *codes: int) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a change, with the new ETag, and what a change may answer besides."""
+    return {
+        status.HTTP_200_OK: {"description": f"The {name}, changed.", "headers": _ETAG},
+        **problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED, *codes),
     }
 
 

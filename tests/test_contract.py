@@ -424,6 +424,12 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
             for code, response in errors.items():
                 schema = response["content"]["application/problem+json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/Problem"}, f"{where} {code}"
+                # The headers a client acts on are documented where they are sent.
+                must = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}
+                if code in must:
+                    assert must[code] in response.get("headers", {}), f"{where} {code}"
+            if method == "patch" and "412" in errors:
+                assert "ETag" in operation["responses"]["200"]["headers"], where
             if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
                 assert "401" in errors, where
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}

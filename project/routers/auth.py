@@ -41,7 +41,15 @@ async def register(body: UserCreate, session: SessionDep, hasher: HasherDep) -> 
 
 @router.post(
     "/login",
-    responses=problems(status.HTTP_401_UNAUTHORIZED, status.HTTP_429_TOO_MANY_REQUESTS),
+    responses=problems(
+        status.HTTP_401_UNAUTHORIZED,
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        say={
+            status.HTTP_401_UNAUTHORIZED: (
+                "Wrong email or password, or an inactive account: one message for all three."
+            )
+        },
+    ),
 )
 async def login(
     form: Annotated[LoginForm, Form()],

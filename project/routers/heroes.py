@@ -28,7 +28,7 @@ from project.hero_rows import (
 from project.models import AGE_MAX, Hero, HeroCreate, HeroPublic, HeroUpdate, Power, Team, utcnow
 from project.ownership import owned, referenced
 from project.paging import ListQuery, Page, Pager, PagerDep, SearchText, like_pattern
-from project.routing import api_router, created, fetched, problems
+from project.routing import api_router, changed, created, fetched, problems
 from project.security import AccessClaims, Claims, check_principal, get_caller
 from project.text import fold
 
@@ -214,10 +214,7 @@ async def read_hero(
     return Response(to_json(hero), media_type="application/json", headers=headers)
 
 
-@router.patch(
-    "/{id}",
-    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
-)
+@router.patch("/{id}", responses=changed("hero"))
 async def update_hero(
     body: HeroUpdate, hero: OwnedHero, session: SessionDep, request: Request, response: Response
 ) -> HeroPublic:

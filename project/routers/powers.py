@@ -10,7 +10,7 @@ from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import lose_power
-from project.routing import api_router, created, fetched, problems
+from project.routing import api_router, changed, created, fetched, problems
 from project.security import CurrentCaller
 from project.text import fold
 
@@ -77,12 +77,7 @@ async def read_power(
     return _respond(power, response)
 
 
-@router.patch(
-    "/{id}",
-    responses=problems(
-        status.HTTP_404_NOT_FOUND, status.HTTP_409_CONFLICT, status.HTTP_412_PRECONDITION_FAILED
-    ),
-)
+@router.patch("/{id}", responses=changed("power", status.HTTP_409_CONFLICT))
 async def update_power(
     body: PowerUpdate, power: OwnedPower, session: SessionDep, request: Request, response: Response
 ) -> PowerPublic:

@@ -15,7 +15,7 @@ from project.ownership import owned, visible_to
 from project.paging import ListQuery, Page, PagerDep, SearchText
 from project.relations import leave_team
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
-from project.routing import api_router, created, fetched, problems
+from project.routing import api_router, changed, created, fetched, problems
 from project.security import CurrentCaller
 from project.text import fold
 
@@ -28,9 +28,7 @@ SORTS = {
     "updated_at": col(Team.updated_at),
 }
 ONE = problems(status.HTTP_404_NOT_FOUND)
-CHANGE = problems(
-    status.HTTP_404_NOT_FOUND, status.HTTP_409_CONFLICT, status.HTTP_412_PRECONDITION_FAILED
-)
+CHANGE = changed("team", status.HTTP_409_CONFLICT)
 
 OwnedTeam = Annotated[Team, Depends(owned(Team))]
 
