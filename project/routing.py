@@ -3,6 +3,7 @@
 from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, params, status
 from fastapi.exceptions import RequestValidationError
@@ -192,6 +193,8 @@ class ProblemRoute(APIRoute):
             body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
 
         async def route_handler(request: Request) -> Response:
+            if b"%" in request.scope["query_string"]:
+                _check_query(request.scope["query_string"])
             if body_kind is not None and _has_body(request):
                 _check_body(request, body_kind)
                 if body_kind == "json":
@@ -232,6 +235,24 @@ def _check_body(request: Request, kind: str) -> None:
         raise UnsupportedMediaType("Send this body as application/json.")
     if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
         raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
+
+
+def _check_query(query: bytes) -> None:
+    """422 for a query string whose escapes are not UTF-8 (`?q=%FF`): the parser would put
+    U+FFFD in their place, and search for that."""
+    try:
+        unquote_to_bytes(query.replace(b"+", b" ")).decode()
+    except UnicodeDecodeError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query",),
+                    "msg": "The query is not UTF-8.",
+                    "input": {},
+                }
+            ]
+        ) from None
 
 
 def _check_utf8(body: bytes) -> None:

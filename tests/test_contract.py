@@ -162,6 +162,17 @@ async def test_a_utf_8_byte_order_mark_is_allowed(client: AsyncClient, alice: Ac
     assert response.status_code == 201, response.text
 
 
+@pytest.mark.parametrize("query", ["q=%FF", "q=%ED%A0%80", "q=caf%E9", "sort=name&q=a%C3"])
+async def test_a_query_that_is_not_utf_8_is_422(
+    client: AsyncClient, alice: Account, query: str
+) -> None:
+    """Not searched for with U+FFFD in place of the bytes it could not read."""
+    response = await client.get(f"/api/v1/teams?{query}", headers=alice.headers)
+    assert assert_problem(response, 422)["errors"][0]["msg"] == "The query is not UTF-8."
+    fine = await client.get("/api/v1/teams?q=caf%C3%A9%20%2B+x", headers=alice.headers)
+    assert fine.status_code == 200
+
+
 @pytest.mark.parametrize(
     "headers",
     [
