@@ -3,10 +3,11 @@ that makes names that read the same one name), email addresses, and no NUL anywh
 
 import re
 import unicodedata
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 NO_NUL = r"^[^\x00]*$"
 # What `str.strip()` strips (every `str.isspace()` character), spelled out so that the
@@ -47,8 +48,20 @@ def trim(text: str) -> str:
     return EDGES.sub("", unicodedata.normalize("NFC", text))
 
 
-def _strip(value: Any) -> Any:
-    return trim(value) if isinstance(value, str) else value
+def _trimmed(what: str, limit: int) -> Callable[[str], str]:
+    """A check of text as sent (its length and pattern are checked first, on what the
+    client sent, as the schema says) that keeps it trimmed: a 422 if nothing visible is
+    left, or if composing made it longer than its column holds (rare, but NFC can)."""
+
+    def check(value: str) -> str:
+        trimmed = trim(value)
+        if not trimmed:
+            raise ValueError(f"the {what} has no visible characters")
+        if len(trimmed) > limit:
+            raise ValueError(f"the {what} is over {limit} characters once composed")
+        return trimmed
+
+    return check
 
 
 def _key_fits(name: str) -> str:
@@ -65,15 +78,7 @@ def _key_fits(name: str) -> str:
 # A name is kept in Unicode's composed form (NFC: `e` + U+0301 becomes `é`) and without
 # surrounding blanks or invisible characters, so `" Avengers"` clashes with `"Avengers"`, and a
 # name of only blanks is a 422.
-Name = Annotated[str, BeforeValidator(_strip), AfterValidator(_key_fits)]
-
-
-def _visible(value: Any) -> Any:
-    stripped = _strip(value)
-    if value and not stripped:
-        raise ValueError("the text has no visible characters")
-    return stripped
-
+Name = Annotated[str, AfterValidator(_trimmed("name", NAME_MAX)), AfterValidator(_key_fits)]
 
 TEXT_MAX = NAME_MAX
 DESCRIPTION_MAX = 2000
@@ -82,12 +87,14 @@ DESCRIPTION_MAX = 2000
 # blanks or invisible characters is a 422 like an empty string. The constraints sit inside
 # the type so that the schema shows them under `... | None` too.
 Text = Annotated[
-    str, Field(min_length=1, max_length=TEXT_MAX, pattern=NOT_BLANK), BeforeValidator(_visible)
+    str,
+    Field(min_length=1, max_length=TEXT_MAX, pattern=NOT_BLANK),
+    AfterValidator(_trimmed("text", TEXT_MAX)),
 ]
 LongText = Annotated[
     str,
     Field(min_length=1, max_length=DESCRIPTION_MAX, pattern=NOT_BLANK),
-    BeforeValidator(_visible),
+    AfterValidator(_trimmed("text", DESCRIPTION_MAX)),
 ]
 
 

@@ -299,6 +299,12 @@ async def test_text_up_to_the_limit_is_stored_whole(
     item = await create(client, alice, kind, **{**RESOURCES[kind]["body"], TEXT[kind]: name})
     fetched = (await client.get(f"/api/v1/{kind}/{item['id']}", headers=alice.headers)).json()
     assert fetched[TEXT[kind]] == name
+    # The limit is on what is sent, as the schema says, blanks that would be trimmed included.
+    for field in (TEXT[kind], OTHER_TEXT[kind]):
+        limit = 2000 if field == "description" else 255
+        body = {**RESOURCES[kind]["body"], TEXT[kind]: "Other", field: "\t" + "x" * limit}
+        refused = await client.post(f"/api/v1/{kind}", json=body, headers=alice.headers)
+        assert [field] in [e["loc"][1:] for e in assert_problem(refused, 422)["errors"]]
 
 
 async def test_an_empty_patch_changes_nothing(
