@@ -587,3 +587,14 @@ async def test_a_malformed_or_unknown_id_is_not_found(
     assert (await http.delete(f"/admin/{view}/delete?pks=not-an-id")).status_code == 404
     unknown = await http.delete(f"/admin/{view}/delete?pks={uuid.uuid4()}")
     assert unknown.text.endswith("?error=404%3A+Object+not+found")  # the page to show next
+
+
+async def test_a_method_a_page_does_not_take_is_405_with_allow(
+    browser: AdminClient, admin: Account
+) -> None:
+    """The admin's error page is HTML, but says which methods the page takes (RFC 9110)."""
+    http = await signed_in(browser, admin)
+    for method, path in (("PUT", "/admin/"), ("OPTIONS", "/admin/"), ("DELETE", "/admin/login")):
+        response = await http.request(method, path)
+        assert response.status_code == 405
+        assert "GET" in response.headers["allow"], (method, path)

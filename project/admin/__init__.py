@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqladmin import Admin
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,6 +55,18 @@ class AppSessions(async_sessionmaker[AsyncSession]):
 
 
 class HeroesAdmin(Admin):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        page = self.admin.exception_handlers[HTTPException]
+
+        async def page_with_headers(request: Request, exc: Exception) -> Response:
+            # sqladmin's error page drops the error's headers: a 405 must still say `Allow`.
+            response: Response = await page(request, exc)
+            response.headers.update(getattr(exc, "headers", None) or {})
+            return response
+
+        self.admin.exception_handlers = {HTTPException: page_with_headers}
+
     async def login(self, request: Request) -> Response:
         try:
             return await super().login(request)
