@@ -169,7 +169,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def _message(err: Mapping[str, Any]) -> str:
+def error_message(err: Mapping[str, Any]) -> str:
     """Pydantic's message, except for the text patterns, whose message would spell out a
     regular expression of some 400 characters: what they refuse, in words."""
     if err.get("type") == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in (
@@ -188,7 +188,7 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return [
         FieldError(
             loc=[p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
-            msg=_message(err),
+            msg=error_message(err),
             type=str(err.get("type", "value_error")),
         )
         for err in exc.errors()

@@ -1,22 +1,19 @@
-"""The router every resource uses: content types checked, errors documented as problems."""
+"""The router every resource uses: requests checked, errors documented as problems."""
 
 from collections.abc import Callable, Coroutine
-from email.message import Message
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, params, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from project.database import release_session
-from project.errors import PROBLEM_MEDIA_TYPE, UnsupportedMediaType
+from project.errors import PROBLEM_MEDIA_TYPE
+from project.inbound import as_malformed_json, check_request, check_utf8, has_body, read_body
 
 API_PREFIX = "/api/v1"
-FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 _DESCRIPTIONS = {
     status.HTTP_400_BAD_REQUEST: "The request cannot be carried out as sent.",
@@ -152,34 +149,11 @@ def document_preconditions(openapi: dict[str, Any]) -> None:
                     )
 
 
-def _media_type(request: Request) -> tuple[str | None, str | None]:
-    """The body's media type and its charset parameter, lower-cased."""
-    header = request.headers.get("content-type")
-    if header is None:
-        return None, None
-    message = Message()
-    message["content-type"] = header
-    return message.get_content_type(), message.get_content_charset()
-
-
-def _is_json(media_type: str | None) -> bool:
-    return media_type is not None and (
-        media_type == "application/json"
-        or (media_type.startswith("application/") and media_type.endswith("+json"))
-    )
-
-
-def _has_body(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    if length is not None:
-        return length.strip() not in ("", "0")
-    return "transfer-encoding" in request.headers
-
-
 class ProblemRoute(APIRoute):
-    """Checks a body's media type before parsing it (415, instead of the framework's 422
-    about a missing dict), and hands the database connection back as soon as the response
-    is built rather than after it has been sent."""
+    """Checks a request before the framework parses it (`project.inbound`: a body of the
+    wrong media type is a 415, instead of the framework's 422 about a missing dict), turns
+    the framework's bare 400s for unreadable JSON into 422s, and hands the database
+    connection back as soon as the response is built rather than after it has been sent."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
@@ -193,99 +167,19 @@ class ProblemRoute(APIRoute):
             body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
 
         async def route_handler(request: Request) -> Response:
-            if b"%" in request.scope["query_string"]:
-                _check_query(request.scope["query_string"])
-            if body_kind is not None and _has_body(request):
-                _check_body(request, body_kind)
-                if body_kind == "json":
-                    _check_utf8(await request.body())  # kept: the handler reads it again
+            check_request(request, body_kind)
+            if body_kind == "json" and has_body(request):
+                check_utf8(await read_body(request))  # kept: the handler reads it again
             try:
                 return await handler(request)
             except StarletteHTTPException as exc:
-                if (malformed := _as_malformed_json(exc)) is None:
+                if (malformed := as_malformed_json(exc)) is None:
                     raise
                 raise malformed from exc
             finally:
                 await release_session(request)
 
         return route_handler
-
-
-def _check_body(request: Request, kind: str) -> None:
-    # Every coding listed, in every Content-Encoding header: one gzip among them is enough
-    # to make the body unreadable as it is.
-    codings = [
-        coding.strip().lower()
-        for header in request.headers.getlist("content-encoding")
-        for coding in header.split(",")
-    ]
-    if refused := [coding for coding in codings if coding not in ("identity", "")]:
-        raise UnsupportedMediaType(  # RFC 9110 §15.5.16: say which codings are accepted
-            f"Bodies are not decoded from {refused[0]}: send this one uncompressed.",
-            {"Accept-Encoding": "identity"},
-        )
-    if len(set(request.headers.getlist("content-type"))) > 1:
-        raise UnsupportedMediaType("Send one Content-Type header, not several.")
-    media_type, charset = _media_type(request)
-    if kind == "form":
-        if media_type not in FORM_TYPES:
-            raise UnsupportedMediaType("Send this body as application/x-www-form-urlencoded.")
-        return
-    if not _is_json(media_type):
-        raise UnsupportedMediaType("Send this body as application/json.")
-    if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
-        raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
-
-
-def _check_query(query: bytes) -> None:
-    """422 for a query string whose escapes are not UTF-8 (`?q=%FF`): the parser would put
-    U+FFFD in their place, and search for that."""
-    try:
-        unquote_to_bytes(query.replace(b"+", b" ")).decode()
-    except UnicodeDecodeError:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query",),
-                    "msg": "The query is not UTF-8.",
-                    "input": {},
-                }
-            ]
-        ) from None
-
-
-def _check_utf8(body: bytes) -> None:
-    """422 for a body in UTF-16 or UTF-32, which the JSON parser would otherwise detect and
-    read (RFC 8259 §8.1: JSON between systems is UTF-8). Those encode every ASCII character
-    with a zero byte, which UTF-8 JSON never holds (a NUL in a string must be escaped)."""
-    if b"\x00" in body:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body",),
-                    "msg": "The JSON is not UTF-8.",
-                    "input": {},
-                }
-            ]
-        )
-
-
-def _as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
-    """The framework answers a body it cannot parse for reasons other than a syntax error
-    (not UTF-8, nested too deep, a number too long to convert) with a bare 400. To a client
-    these are malformed JSON like any other: a 422, as for a syntax error."""
-    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
-        exc.__cause__, ValueError | RecursionError
-    ):
-        reason = (
-            "is not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
-        )
-        return RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": f"The JSON {reason}.", "input": {}}]
-        )
-    return None
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:

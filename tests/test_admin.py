@@ -434,6 +434,17 @@ async def test_team_names_are_unique_per_owner(
         assert (team["name"], team["owner_id"]) == ("Avengers", owner.id)
 
 
+async def test_blank_text_is_refused_in_words(browser: AdminClient, admin: Account) -> None:
+    """As in the API: only blanks is refused, and the message says so without a pattern."""
+    http = await signed_in(browser, admin)
+    form = {"owner_id": admin.id, "name": "Avengers", "headquarters": "   ", "save": "Save"}
+    refused = await http.post("/admin/team/create", data=form)
+    assert refused.status_code == 400
+    assert errors(refused) == [
+        "headquarters: String should have a visible character, not only blanks"
+    ]
+
+
 async def test_an_edit_of_a_row_changed_meanwhile_is_refused(
     client: AsyncClient, browser: AdminClient, admin: Account, alice: Account
 ) -> None:

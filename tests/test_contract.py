@@ -215,6 +215,47 @@ async def test_malformed_json_is_422(client: AsyncClient, alice: Account, payloa
     assert assert_problem(response, 422)["errors"]
 
 
+async def test_a_client_gone_before_its_body_ended_is_no_server_error(
+    app: FastAPI, alice: Account, logged: pytest.LogCaptureFixture
+) -> None:
+    """A client that hangs up halfway through its body: nothing is written, and the log
+    shows a 400 of the client's making, not an unhandled error of the server's."""
+    body = b'{"name": "Half'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/powers",
+        "raw_path": b"/api/v1/powers",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"t"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"100"),
+            (b"authorization", alice.headers["Authorization"].encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+    }
+    messages = iter([{"type": "http.request", "body": body, "more_body": True}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    statuses = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(scope, receive, send)
+    assert statuses == [400]
+    assert "unhandled error" not in logged.text
+
+
 async def test_security_headers_and_request_id(client: AsyncClient) -> None:
     response = await client.get("/health/live")
     assert response.headers["x-content-type-options"] == "nosniff"

@@ -44,6 +44,7 @@ async def test_a_full_name_is_trimmed_and_never_only_blanks(
         "/api/v1/auth/register",
         json={"email": "ada@example.com", "password": "password123", "full_name": "  Ada\u200b "},
     )
+    assert registered.status_code == 201, registered.text
     assert registered.json()["full_name"] == "Ada"
     for blank in ("  ", "\u200b"):
         refused = await client.post(

@@ -57,7 +57,9 @@ class AppSessions(async_sessionmaker[AsyncSession]):
 class HeroesAdmin(Admin):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        page = self.admin.exception_handlers[HTTPException]
+        page = self.admin.exception_handlers.get(HTTPException)
+        if page is None:  # sqladmin no longer renders errors itself: nothing to amend
+            return
 
         async def page_with_headers(request: Request, exc: Exception) -> Response:
             # sqladmin's error page drops the error's headers: a 405 must still say `Allow`.

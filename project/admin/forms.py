@@ -15,6 +15,7 @@ from sqlmodel import col
 from starlette.requests import Request
 from wtforms import validators
 
+from project.errors import error_message
 from project.models import Power, Team, User
 
 STALE = "Someone changed this since you opened it: reload the page and make your change again."
@@ -33,7 +34,7 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
-        problems = (f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = (f"{'.'.join(map(str, e['loc']))}: {error_message(e)}" for e in exc.errors())
         raise ValueError("; ".join(problems)) from None
 
 

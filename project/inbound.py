@@ -1,0 +1,135 @@
+"""What a request must be before the framework parses it: a query that is UTF-8, a body
+of the media type, coding and charset the operation reads, JSON in UTF-8. Each refusal is a
+problem (415 or 422) that says what to send instead."""
+
+from email.message import Message
+from urllib.parse import unquote_to_bytes
+
+from fastapi import status
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect, Request
+
+from project.errors import UnsupportedMediaType
+
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def check_request(request: Request, body_kind: str | None) -> None:
+    """The query, and the headers of a body the operation reads (`json`, `form` or None)."""
+    if b"%" in request.scope["query_string"]:
+        _check_query(request.scope["query_string"])
+    if body_kind is not None and has_body(request):
+        _check_body(request, body_kind)
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body. A client that hangs up while sending it gets (were it still there to
+    read it) the 400 the framework gives then, not a 500 for an error of the server's."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise StarletteHTTPException(
+            status.HTTP_400_BAD_REQUEST, "The body ended before it was complete."
+        ) from None
+
+
+def _media_type(request: Request) -> tuple[str | None, str | None]:
+    """The body's media type and its charset parameter, lower-cased."""
+    header = request.headers.get("content-type")
+    if header is None:
+        return None, None
+    message = Message()
+    message["content-type"] = header
+    return message.get_content_type(), message.get_content_charset()
+
+
+def _is_json(media_type: str | None) -> bool:
+    return media_type is not None and (
+        media_type == "application/json"
+        or (media_type.startswith("application/") and media_type.endswith("+json"))
+    )
+
+
+def has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
+
+
+def _check_body(request: Request, kind: str) -> None:
+    # Every coding listed, in every Content-Encoding header: one gzip among them is enough
+    # to make the body unreadable as it is.
+    codings = [
+        coding.strip().lower()
+        for header in request.headers.getlist("content-encoding")
+        for coding in header.split(",")
+    ]
+    if refused := [coding for coding in codings if coding not in ("identity", "")]:
+        raise UnsupportedMediaType(  # RFC 9110 §15.5.16: say which codings are accepted
+            f"Bodies are not decoded from {refused[0]}: send this one uncompressed.",
+            {"Accept-Encoding": "identity"},
+        )
+    if len(set(request.headers.getlist("content-type"))) > 1:
+        raise UnsupportedMediaType("Send one Content-Type header, not several.")
+    media_type, charset = _media_type(request)
+    if kind == "form":
+        if media_type not in FORM_TYPES:
+            raise UnsupportedMediaType("Send this body as application/x-www-form-urlencoded.")
+        return
+    if not _is_json(media_type):
+        raise UnsupportedMediaType("Send this body as application/json.")
+    if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
+        raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
+
+
+def _check_query(query: bytes) -> None:
+    """422 for a query string whose escapes are not UTF-8 (`?q=%FF`): the parser would put
+    U+FFFD in their place, and search for that."""
+    try:
+        unquote_to_bytes(query.replace(b"+", b" ")).decode()
+    except UnicodeDecodeError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query",),
+                    "msg": "The query is not UTF-8.",
+                    "input": {},
+                }
+            ]
+        ) from None
+
+
+def check_utf8(body: bytes) -> None:
+    """422 for a body in UTF-16 or UTF-32, which the JSON parser would otherwise detect and
+    read (RFC 8259 §8.1: JSON between systems is UTF-8). Those encode every ASCII character
+    with a zero byte, which UTF-8 JSON never holds (a NUL in a string must be escaped)."""
+    if b"\x00" in body:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": "The JSON is not UTF-8.",
+                    "input": {},
+                }
+            ]
+        )
+
+
+def as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
+    """The framework answers a body it cannot parse for reasons other than a syntax error
+    (not UTF-8, nested too deep, a number too long to convert) with a bare 400. To a client
+    these are malformed JSON like any other: a 422, as for a syntax error."""
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
+        exc.__cause__, ValueError | RecursionError
+    ):
+        reason = (
+            "is not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
+        )
+        return RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"The JSON {reason}.", "input": {}}]
+        )
+    return None
