@@ -15,15 +15,24 @@ from project.errors import UnsupportedMediaType
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
-def check_request(request: Request, body_kind: str | None) -> None:
-    """The query, and the headers of a body the operation reads (`json`, `form` or None)."""
+async def check_request(request: Request, body_kind: str | None) -> None:
+    """The query, and a body the operation reads (`json`, `form` or None): its headers, and
+    a JSON body's encoding (read here, and kept for the handler to read again)."""
     if b"%" in request.scope["query_string"]:
         _check_query(request.scope["query_string"])
-    if body_kind is not None and has_body(request):
-        _check_body(request, body_kind)
+    if body_kind is None or not _has_body(request):
+        return
+    _check_body(request, body_kind)
+    if body_kind == "json":
+        _check_utf8(await _read_body(request))
 
 
-async def read_body(request: Request) -> bytes:
+def _invalid(loc: str, msg: str, type_: str = "json_invalid") -> RequestValidationError:
+    """A 422 about the request as a whole (`body` or `query`), like the framework's own."""
+    return RequestValidationError([{"type": type_, "loc": (loc,), "msg": msg, "input": {}}])
+
+
+async def _read_body(request: Request) -> bytes:
     """The whole body. A client that hangs up while sending it gets (were it still there to
     read it) the 400 the framework gives then, not a 500 for an error of the server's."""
     try:
@@ -51,7 +60,7 @@ def _is_json(media_type: str | None) -> bool:
     )
 
 
-def has_body(request: Request) -> bool:
+def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
     if length is not None:
         return length.strip() not in ("", "0")
@@ -90,33 +99,15 @@ def _check_query(query: bytes) -> None:
     try:
         unquote_to_bytes(query.replace(b"+", b" ")).decode()
     except UnicodeDecodeError:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query",),
-                    "msg": "The query is not UTF-8.",
-                    "input": {},
-                }
-            ]
-        ) from None
+        raise _invalid("query", "The query is not UTF-8.", "value_error") from None
 
 
-def check_utf8(body: bytes) -> None:
+def _check_utf8(body: bytes) -> None:
     """422 for a body in UTF-16 or UTF-32, which the JSON parser would otherwise detect and
     read (RFC 8259 §8.1: JSON between systems is UTF-8). Those encode every ASCII character
     with a zero byte, which UTF-8 JSON never holds (a NUL in a string must be escaped)."""
     if b"\x00" in body:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body",),
-                    "msg": "The JSON is not UTF-8.",
-                    "input": {},
-                }
-            ]
-        )
+        raise _invalid("body", "The JSON is not UTF-8.")
 
 
 def as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
@@ -129,7 +120,5 @@ def as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | N
         reason = (
             "is not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
         )
-        return RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": f"The JSON {reason}.", "input": {}}]
-        )
+        return _invalid("body", f"The JSON {reason}.")
     return None

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from project.database import release_session
 from project.errors import PROBLEM_MEDIA_TYPE
-from project.inbound import as_malformed_json, check_request, check_utf8, has_body, read_body
+from project.inbound import as_malformed_json, check_request
 
 API_PREFIX = "/api/v1"
 
@@ -167,9 +167,7 @@ class ProblemRoute(APIRoute):
             body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
 
         async def route_handler(request: Request) -> Response:
-            check_request(request, body_kind)
-            if body_kind == "json" and has_body(request):
-                check_utf8(await read_body(request))  # kept: the handler reads it again
+            await check_request(request, body_kind)
             try:
                 return await handler(request)
             except StarletteHTTPException as exc:
