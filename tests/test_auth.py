@@ -482,3 +482,28 @@ class TestStrongerHashSettings:
             )
         assert upgraded is not None and ",t=3," in upgraded
         assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+class TestFewHashingSlots:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(
+            update={"password_hash_concurrency": 1, "password_hash_queue": 6}
+        )
+
+    async def test_a_flood_of_registrations_does_not_keep_anyone_from_signing_in(
+        self, client: AsyncClient, alice: Account
+    ) -> None:
+        async def register(n: int) -> int:
+            body = {"email": f"flood{n}@example.com", "password": PASSWORD}
+            return (await client.post("/api/v1/auth/register", json=body)).status_code
+
+        flood = [asyncio.create_task(register(n)) for n in range(40)]
+        # The first refusals mean the registrations' line is full: sign in now.
+        await asyncio.wait(flood, return_when=asyncio.FIRST_COMPLETED)
+        signed_in = await login(client, alice.email, alice.password)
+        statuses = await asyncio.gather(*flood)
+
+        assert signed_in.status_code == 200, signed_in.text
+        assert statuses.count(503) >= 40 - 1 - 6, statuses  # only one hashes, six may wait
+        assert set(statuses) == {201, 503}
