@@ -145,16 +145,17 @@ async def test_login_returns_a_bearer_pair(client: AsyncClient, alice: Account) 
 
 
 async def test_login_failures_all_look_the_same(
-    client: AsyncClient, alice: Account, admin: Account
+    client: AsyncClient, alice: Account, bob: Account, admin: Account
 ) -> None:
     await client.patch(
         f"/api/v1/users/{alice.id}", json={"is_active": False}, headers=admin.headers
     )
-    wrong_password = await login(client, "bob@example.com", "wrong password")
+    wrong_password = await login(client, bob.email, "wrong password")
     unknown_user = await login(client, "nobody@example.com", PASSWORD)
     inactive_user = await login(client, alice.email, alice.password)
+    not_an_address = await login(client, "bob", bob.password)
     details = set()
-    for response in (wrong_password, unknown_user, inactive_user):
+    for response in (wrong_password, unknown_user, inactive_user, not_an_address):
         details.add(assert_problem(response, 401)["detail"])
         assert response.headers["www-authenticate"] == "Bearer"
     assert len(details) == 1
