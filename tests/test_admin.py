@@ -394,6 +394,51 @@ async def test_deactivating_a_user_ends_their_sessions_and_keeps_the_password(
     assert (await login(client, alice.email, alice.password)).status_code == 200
 
 
+async def test_a_user_made_inactive_cannot_sign_in(
+    client: AsyncClient, browser: AdminClient, admin: Account
+) -> None:
+    http = await signed_in(browser, admin)
+    form = {"email": "eve@example.com", "password": PASSWORD, "save": "Save"}  # box unticked
+    created = await http.post("/admin/user/create", data=form)
+    assert created.status_code == 302, errors(created)
+    [eve] = (await api_get(client, admin, "users?q=eve"))["items"]
+    assert eve["is_active"] is False
+    assert (await login(client, "eve@example.com", PASSWORD)).status_code == 401
+
+
+async def test_editing_a_users_name_keeps_their_sessions(
+    client: AsyncClient, browser: AdminClient, admin: Account, alice: Account
+) -> None:
+    http = await signed_in(browser, admin)
+    edited = await http.post(
+        f"/admin/user/edit/{alice.id}", data=_user_form(alice, full_name="Alice Liddell")
+    )
+    assert edited.status_code == 302, errors(edited)
+    assert (await api_get(client, alice, "users/me"))["full_name"] == "Alice Liddell"
+    refresh = {"refresh_token": alice.tokens["refresh_token"]}
+    assert (await client.post("/api/v1/auth/refresh", json=refresh)).status_code == 200
+
+
+async def test_deleting_a_user_ends_their_sessions_and_takes_what_they_owned(
+    client: AsyncClient, browser: AdminClient, admin: Account, alice: Account
+) -> None:
+    team = await client.post(
+        "/api/v1/teams",
+        json={"name": "Wonderland", "headquarters": "Oxford"},
+        headers=alice.headers,
+    )
+    assert team.status_code == 201
+    http = await signed_in(browser, admin)
+    deleted = await http.delete(f"/admin/user/delete?pks={alice.id}")
+    assert deleted.status_code == 200 and "error=" not in deleted.text, deleted.text
+    assert (await client.get("/api/v1/users/me", headers=alice.headers)).status_code == 401
+    assert (await login(client, alice.email, alice.password)).status_code == 401
+    gone = await client.get(f"/api/v1/teams/{team.json()['id']}", headers=admin.headers)
+    assert gone.status_code == 404
+    missing = await client.get(f"/api/v1/users/{alice.id}", headers=admin.headers)
+    assert missing.status_code == 404
+
+
 async def test_the_last_superuser_stays(
     client: AsyncClient, browser: AdminClient, admin: Account
 ) -> None:
