@@ -292,6 +292,29 @@ def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
     )
     assert weak.returncode == 2
     assert "password" in weak.stderr
+    # No password set and no terminal to ask on (a script, a container): said, not hung.
+    unattended = {k: v for k, v in env.items() if k != "FIRST_SUPERUSER_PASSWORD"}
+    no_password = subprocess.run(
+        [*command[:-1], "nobody@example.com"],
+        env=unattended,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_password.returncode == 2
+    assert "set FIRST_SUPERUSER_PASSWORD" in no_password.stderr
+    no_email = subprocess.run(
+        command[:-2],
+        env={k: v for k, v in env.items() if k != "FIRST_SUPERUSER_EMAIL"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_email.returncode == 2
+    assert "--email (or FIRST_SUPERUSER_EMAIL) is required" in no_email.stderr
 
 
 async def test_create_superuser_says_when_the_email_is_a_plain_users(
