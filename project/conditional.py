@@ -35,7 +35,12 @@ def _names(header: str | None, etag: str, *, weak: bool) -> bool:
 
 
 def not_modified(request: Request, etag: str) -> Response | None:
-    """A 304 when `If-None-Match` names the current tag (weak comparison), else None."""
+    """A read's preconditions (RFC 9110 §13.2.2): 412 when `If-Match`, if sent, names
+    neither `*` nor the current tag (strong comparison); a 304 when `If-None-Match` names it
+    (weak comparison); else None."""
+    if_match = request.headers.get("if-match")
+    if if_match is not None and not _names(if_match, etag, weak=False):
+        raise PreconditionFailed()
     if _names(request.headers.get("if-none-match"), etag, weak=True):
         headers = {"ETag": etag, "Cache-Control": REVALIDATE}
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)

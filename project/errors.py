@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +30,9 @@ class FieldError(BaseModel):
 
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
+
+    # Every member but `errors` (only on 422) is always sent, `type` too.
+    model_config = ConfigDict(json_schema_extra={"required": ["type", "title", "status", "detail"]})
 
     type: str = "about:blank"
     title: str

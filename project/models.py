@@ -118,6 +118,11 @@ class RequestBody(SQLModel):
 
 
 class Timestamped(SQLModel):
+    """What every response about a row carries. Its fields with defaults are sent all the
+    same (null when empty), so the API's schema lists every field as required."""
+
+    model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID
     created_at: datetime
     updated_at: datetime
@@ -419,6 +424,8 @@ class LoginAttempt(SQLModel, table=True):
 
 
 class TokenPair(SQLModel):
+    model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)
+
     access_token: str
     refresh_token: str
     token_type: str = "bearer"  # noqa: S105

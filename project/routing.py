@@ -90,11 +90,12 @@ def created(name: str) -> dict[int | str, dict[str, Any]]:
 
 
 def fetched(name: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a read, with its ETag, and the 304 that `If-None-Match` can give."""
+    """The 200 of a read, with its ETag, the 304 that `If-None-Match` can give and the 412
+    of a stale `If-Match`."""
     return {
         status.HTTP_200_OK: {"description": f"The {name}.", "headers": _ETAG},
         status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `If-None-Match` tag."},
-        **problems(status.HTTP_404_NOT_FOUND),
+        **problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
     }
 
 
@@ -106,47 +107,49 @@ def changed(name: str, *codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-_PRECONDITIONS = {
-    "304": [
-        (
-            "If-None-Match",
-            "ETags the client holds (or `*`): when one is current, the answer is 304, no body.",
-        )
-    ],
-    "412": [
-        (
-            "If-Match",
-            "The ETag the client read (or `*`): when it is no longer current, the answer is "
-            "412 and nothing changes.",
-        ),
-        (
-            "If-None-Match",
-            "ETags (or `*`) the change is not for: when one is current, the answer is 412 and "
-            "nothing changes.",
-        ),
-    ],
-}
+_IF_MATCH_READ = (
+    "If-Match",
+    "The ETag the client holds (or `*`): when it is no longer current, the answer is 412.",
+)
+_IF_NONE_MATCH_READ = (
+    "If-None-Match",
+    "ETags the client holds (or `*`): when one is current, the answer is 304, no body.",
+)
+_IF_MATCH_CHANGE = (
+    "If-Match",
+    "The ETag the client read (or `*`): when it is no longer current, the answer is 412 and "
+    "nothing changes.",
+)
+_IF_NONE_MATCH_CHANGE = (
+    "If-None-Match",
+    "ETags (or `*`) the change is not for: when one is current, the answer is 412 and "
+    "nothing changes.",
+)
 
 
 def document_preconditions(openapi: dict[str, Any]) -> None:
-    """Add the conditional request headers to every operation that answers them: the ones
-    that document a 304 (reads) take `If-None-Match`, the ones that document a 412 (changes)
-    `If-Match` and `If-None-Match`."""
+    """Add the conditional request headers to every operation that answers them: reads
+    (they document a 304) and changes (they document a 412) take `If-Match` and
+    `If-None-Match`, each with what it does there."""
     for path in openapi.get("paths", {}).values():
         for operation in path.values():
-            for code, headers in _PRECONDITIONS.items():
-                if code not in operation.get("responses", {}):
-                    continue
-                for header, description in headers:
-                    operation.setdefault("parameters", []).append(
-                        {
-                            "name": header,
-                            "in": "header",
-                            "required": False,
-                            "description": description,
-                            "schema": {"type": "string"},
-                        }
-                    )
+            responses = operation.get("responses", {})
+            if "304" in responses:
+                headers = (_IF_NONE_MATCH_READ, _IF_MATCH_READ)
+            elif "412" in responses:
+                headers = (_IF_MATCH_CHANGE, _IF_NONE_MATCH_CHANGE)
+            else:
+                continue
+            for header, description in headers:
+                operation.setdefault("parameters", []).append(
+                    {
+                        "name": header,
+                        "in": "header",
+                        "required": False,
+                        "description": description,
+                        "schema": {"type": "string"},
+                    }
+                )
 
 
 class ProblemRoute(APIRoute):
@@ -159,6 +162,12 @@ class ProblemRoute(APIRoute):
         if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
             kwargs["response_class"] = Response  # no body, so no Content-Type either
         super().__init__(path, endpoint, **kwargs)
+        if self.body_field is None:  # a body it does not read is never refused for its type
+            self.responses = {
+                code: response
+                for code, response in self.responses.items()
+                if str(code) != str(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
+            }
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -181,7 +190,8 @@ class ProblemRoute(APIRoute):
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
-    """A router whose operations all document 413, 415, 422, 503 and `codes` as problems."""
+    """A router whose operations all document 413, 415 (those that read a body), 422, 503 and
+    `codes` as problems."""
     common = (
         status.HTTP_413_CONTENT_TOO_LARGE,
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,

@@ -486,9 +486,11 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
                 assert "401" in errors, where
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             if "304" in operation["responses"]:
-                assert "If-None-Match" in headers, where
+                assert "412" in errors, f"{where}: a stale If-Match on a read"
             if "412" in errors:
                 assert {"If-Match", "If-None-Match"} <= headers, where
+            # A body of the wrong media type is refused only where a body is read.
+            assert ("415" in errors) == ("requestBody" in operation), where
             body = operation.get("requestBody", {}).get("content", {})
             if "application/json" in body:
                 ref = body["application/json"]["schema"]["$ref"].split("/")[-1]
@@ -504,6 +506,7 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
     } <= set(operation_ids)
     problem = spec["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "errors"} <= problem["properties"].keys()
+    assert sorted(problem["required"]) == ["detail", "status", "title", "type"]
     oauth = spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert oauth["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
     assert "HTTPValidationError" not in spec["components"]["schemas"]
@@ -533,3 +536,28 @@ async def test_every_success_body_is_described(client: AsyncClient) -> None:
     assert page["required"] == ["items", "next_cursor"]
     assert page["properties"]["items"]["items"] == {"$ref": "#/components/schemas/HeroPublic"}
     assert page["properties"]["total"]["type"] == "integer"
+
+
+async def test_fields_a_response_always_carries_are_required_in_its_schema(
+    client: AsyncClient, alice: Account
+) -> None:
+    """A client generator types an optional field as possibly absent (`age?: number`): a
+    field sent on every response, null or not, must be listed as required."""
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    power = await client.post("/api/v1/powers", json={"name": "Flight"}, headers=alice.headers)
+    hero = await client.post(
+        "/api/v1/heroes", json={"name": "Ada", "secret_name": "A"}, headers=alice.headers
+    )
+    tokens = await client.post(
+        "/api/v1/auth/login", data={"username": alice.email, "password": alice.password}
+    )
+    me = await client.get("/api/v1/users/me", headers=alice.headers)
+    for schema, response in (
+        ("PowerPublic", power),
+        ("HeroPublic", hero),
+        ("TokenPair", tokens),
+        ("UserPublic", me),
+    ):
+        body = response.json()
+        assert None in body.values() or schema == "TokenPair", f"{schema}: no null to check"
+        assert sorted(schemas[schema]["required"]) == sorted(body), schema

@@ -105,6 +105,19 @@ async def test_if_none_match_answers_304_until_it_changes(
     assert fresh.status_code == 200
 
 
+async def test_a_read_with_a_stale_if_match_is_412(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    for current in (etag, "*", f'"0", {etag}'):
+        read = await client.get(path, headers={**alice.headers, "If-Match": current})
+        assert read.status_code == 200, current
+    for stale in ('"0"', f"W/{etag}"):  # If-Match compares strongly
+        assert_problem(await client.get(path, headers={**alice.headers, "If-Match": stale}), 412)
+
+
 async def test_a_stale_if_match_changes_nothing(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:

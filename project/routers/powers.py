@@ -16,7 +16,7 @@ from project.text import fold
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
 
-NAME_TAKEN = "You already have a power with this name (names are compared case-insensitively)."
+NAME_TAKEN = "The owner already has a power with this name (names are compared case-insensitively)."
 SORTS = {"name": col(Power.name_key), "created_at": col(Power.created_at)}
 
 OwnedPower = Annotated[Power, Depends(owned(Power))]

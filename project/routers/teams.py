@@ -21,7 +21,7 @@ from project.text import fold
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
 
-NAME_TAKEN = "You already have a team with this name (names are compared case-insensitively)."
+NAME_TAKEN = "The owner already has a team with this name (names are compared case-insensitively)."
 SORTS = {
     "name": col(Team.name_key),
     "created_at": col(Team.created_at),
