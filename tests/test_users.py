@@ -266,6 +266,19 @@ async def test_first_superuser_is_created_at_startup_once(settings: Settings, ap
     assert [u["email"] for u in everyone.json()["items"]] == ["root@example.com"]
 
 
+def _manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m project ...` as an operator runs it, with no terminal to ask on."""
+    return subprocess.run(
+        [sys.executable, "-m", "project", *args],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
     env = {
         **os.environ,
@@ -273,46 +286,25 @@ def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
         "FIRST_SUPERUSER_PASSWORD": PASSWORD,
         "AUTO_MIGRATE": "false",
     }
-    command = [sys.executable, "-m", "project", "create-superuser", "--email", "Ops@Example.com"]
-    first = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    command = ["create-superuser", "--email", "Ops@Example.com"]
+    first = _manage(command, env)
     assert first.returncode == 0, first.stderr
     assert "Created superuser ops@example.com" in first.stdout
     # Which database it worked on, the password hidden.
     target = make_url(database_url).render_as_string(hide_password=True)
     assert f"Database: {target}" in first.stdout.splitlines()
-    again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    again = _manage(command, env)
     assert "exists; unchanged" in again.stdout
-    weak = subprocess.run(
-        command,
-        env={**env, "FIRST_SUPERUSER_PASSWORD": "short"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    weak = _manage(command, {**env, "FIRST_SUPERUSER_PASSWORD": "short"})
     assert weak.returncode == 2
     assert "password" in weak.stderr
     # No password set and no terminal to ask on (a script, a container): said, not hung.
     unattended = {k: v for k, v in env.items() if k != "FIRST_SUPERUSER_PASSWORD"}
-    no_password = subprocess.run(
-        [*command[:-1], "nobody@example.com"],
-        env=unattended,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    no_password = _manage(["create-superuser", "--email", "nobody@example.com"], unattended)
     assert no_password.returncode == 2
     assert "set FIRST_SUPERUSER_PASSWORD" in no_password.stderr
-    no_email = subprocess.run(
-        command[:-2],
-        env={k: v for k, v in env.items() if k != "FIRST_SUPERUSER_EMAIL"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    anonymous = {k: v for k, v in env.items() if k != "FIRST_SUPERUSER_EMAIL"}
+    no_email = _manage(["create-superuser"], anonymous)
     assert no_email.returncode == 2
     assert "--email (or FIRST_SUPERUSER_EMAIL) is required" in no_email.stderr
 
@@ -326,9 +318,6 @@ async def test_create_superuser_says_when_the_email_is_a_plain_users(
         "FIRST_SUPERUSER_PASSWORD": PASSWORD,
         "AUTO_MIGRATE": "false",
     }
-    command = [sys.executable, "-m", "project", "create-superuser", "--email", alice.email]
-    done = await asyncio.to_thread(
-        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    done = await asyncio.to_thread(_manage, ["create-superuser", "--email", alice.email], env)
     assert done.returncode == 0, done.stderr
     assert f"{alice.email} exists and is not a superuser; unchanged." in done.stdout
