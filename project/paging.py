@@ -43,6 +43,9 @@ T = TypeVar("T")
 PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})
 
 
+SORT_HELP = "The field to sort by, with `-` first for descending; ties are broken by id."
+
+
 class ListQuery(BaseModel):
     """The query every collection takes; each adds `sort` (its whitelist) and its filters."""
 
@@ -56,7 +59,7 @@ class ListQuery(BaseModel):
         description="`next_cursor` from the previous page, with the same sort and filters.",
     )
     include_total: bool = Field(default=False, description="Also count every matching item.")
-    sort: str = "created_at"
+    sort: str = Field(default="created_at", description=SORT_HELP)
 
 
 def _blank_is_none(text: str | None) -> str | None:

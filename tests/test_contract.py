@@ -484,6 +484,8 @@ async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> N
                 assert "ETag" in operation["responses"]["200"]["headers"], where
             if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
                 assert "401" in errors, where
+            for parameter in operation.get("parameters", []):
+                assert parameter.get("description"), f"{where}: {parameter['name']} undescribed"
             headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
             if "304" in operation["responses"]:
                 assert "412" in errors, f"{where}: a stale If-Match on a read"

@@ -27,7 +27,15 @@ from project.hero_rows import (
 )
 from project.models import AGE_MAX, Hero, HeroCreate, HeroPublic, HeroUpdate, Power, Team, utcnow
 from project.ownership import owned, referenced
-from project.paging import ListQuery, Page, Pager, PagerDep, SearchText, like_pattern
+from project.paging import (
+    SORT_HELP,
+    ListQuery,
+    Page,
+    Pager,
+    PagerDep,
+    SearchText,
+    like_pattern,
+)
 from project.routing import api_router, changed, created, fetched, problems
 from project.security import AccessClaims, Claims, check_principal, get_caller
 from project.text import fold
@@ -42,10 +50,17 @@ OwnedHero = Annotated[Hero, Depends(owned(Hero, *EMBEDDED))]
 class HeroFilters(ListQuery):
     sort: Literal[
         "name", "-name", "age", "-age", "created_at", "-created_at", "updated_at", "-updated_at"
-    ] = "created_at"
+    ] = Field(
+        default="created_at",
+        description=f"{SORT_HELP} A hero of unknown age counts as younger than any other.",
+    )
     q: SearchText = None
-    min_age: int | None = Field(default=None, ge=0, le=AGE_MAX)
-    max_age: int | None = Field(default=None, ge=0, le=AGE_MAX)
+    min_age: int | None = Field(
+        default=None, ge=0, le=AGE_MAX, description="Heroes this old or older (of a known age)."
+    )
+    max_age: int | None = Field(
+        default=None, ge=0, le=AGE_MAX, description="Heroes this old or younger (of a known age)."
+    )
     power_id: uuid.UUID | None = Field(default=None, description="Heroes that have this power.")
 
     @model_validator(mode="after")

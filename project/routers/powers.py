@@ -1,6 +1,7 @@
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request, Response, status
+from pydantic import Field
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -8,7 +9,7 @@ from project.conditional import REVALIDATE, make_etag, not_modified, require_mat
 from project.database import SessionDep, commit
 from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.ownership import owned, visible_to
-from project.paging import ListQuery, Page, PagerDep, SearchText
+from project.paging import SORT_HELP, ListQuery, Page, PagerDep, SearchText
 from project.relations import lose_power
 from project.routing import api_router, changed, created, fetched, problems
 from project.security import CurrentCaller
@@ -23,7 +24,9 @@ OwnedPower = Annotated[Power, Depends(owned(Power))]
 
 
 class PowerQuery(ListQuery):
-    sort: Literal["name", "-name", "created_at", "-created_at"] = "created_at"
+    sort: Literal["name", "-name", "created_at", "-created_at"] = Field(
+        default="created_at", description=SORT_HELP
+    )
     q: SearchText = None
 
 

@@ -3,6 +3,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query, Request, Response, status
+from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -12,7 +13,7 @@ from project.database import SessionDep, commit
 from project.direct import Reader
 from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate
 from project.ownership import owned, visible_to
-from project.paging import ListQuery, Page, PagerDep, SearchText
+from project.paging import SORT_HELP, ListQuery, Page, PagerDep, SearchText
 from project.relations import leave_team
 from project.routers.heroes import HeroFilters, HeroQuery, hero_page
 from project.routing import api_router, changed, created, fetched, problems
@@ -35,7 +36,7 @@ OwnedTeam = Annotated[Team, Depends(owned(Team))]
 
 class TeamQuery(ListQuery):
     sort: Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"] = (
-        "created_at"
+        Field(default="created_at", description=SORT_HELP)
     )
     q: SearchText = None
 

@@ -2,6 +2,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request, status
+from pydantic import Field
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -12,7 +13,7 @@ from project.config import SettingsDep
 from project.database import SessionDep, commit
 from project.errors import AuthenticationFailed, BadRequest, NotFound
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
-from project.paging import ListQuery, Page, PagerDep, SearchText
+from project.paging import SORT_HELP, ListQuery, Page, PagerDep, SearchText
 from project.routing import api_router, problems
 from project.security import (
     CurrentPrincipal,
@@ -26,9 +27,13 @@ router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 
 
 class UserQuery(ListQuery):
-    sort: Literal["email", "-email", "created_at", "-created_at"] = "created_at"
+    sort: Literal["email", "-email", "created_at", "-created_at"] = Field(
+        default="created_at", description=SORT_HELP
+    )
     q: SearchText = None
-    is_active: bool | None = None
+    is_active: bool | None = Field(
+        default=None, description="Only active users (true) or only inactive ones (false)."
+    )
 
 
 SORTS = {"email": col(User.email), "created_at": col(User.created_at)}
@@ -50,7 +55,7 @@ async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> Us
 async def _user(
     session: SessionDep,
     _: Superuser,
-    id: Annotated[uuid.UUID, Path()],
+    id: Annotated[uuid.UUID, Path(description="The user's id.")],
 ) -> User:
     user = await session.get(User, id)
     if user is None:
