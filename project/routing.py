@@ -162,12 +162,8 @@ class ProblemRoute(APIRoute):
         if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
             kwargs["response_class"] = Response  # no body, so no Content-Type either
         super().__init__(path, endpoint, **kwargs)
-        if self.body_field is None:  # a body it does not read is never refused for its type
-            self.responses = {
-                code: response
-                for code, response in self.responses.items()
-                if str(code) != str(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE)
-            }
+        if self.body_field is not None:  # only a body it reads is refused for its type
+            self.responses = {**problems(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE), **self.responses}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -190,11 +186,10 @@ class ProblemRoute(APIRoute):
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
-    """A router whose operations all document 413, 415 (those that read a body), 422, 503 and
-    `codes` as problems."""
+    """A router whose operations all document 413, 422, 503 and `codes` as problems (and
+    those that read a body 415: see `ProblemRoute`)."""
     common = (
         status.HTTP_413_CONTENT_TOO_LARGE,
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         status.HTTP_503_SERVICE_UNAVAILABLE,
     )
