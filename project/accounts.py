@@ -41,24 +41,27 @@ async def verify_credentials(
     limit). Unknown email, wrong password and a user who is not `allowed` take the same path
     and fail alike (401), and each counts as a failed attempt."""
     email = canonical_email(email)
-    attempt = await throttle.begin_attempt(session, settings, email, client)
-    try:
-        user = await session.scalar(select(User).where(col(User.email) == email))
-        await session.commit()  # hold no transaction, lock or connection while hashing
-        verified = await hasher.verify(password, user.hashed_password if user else None)
-    except (ServiceUnavailable, SQLAlchemyError):
-        # The hasher was busy or the database failed: the password was never checked, so
-        # this is no failed sign-in. (If the database is still failing, the attempt stays
-        # and ages out of the window.)
-        with contextlib.suppress(SQLAlchemyError):
-            await session.rollback()
-            await throttle.forget_attempt(session, attempt)
-        raise
-    if not verified:
-        raise AuthenticationFailed(BAD_CREDENTIALS)
-    if user is None or not allowed(user):
-        raise AuthenticationFailed(BAD_CREDENTIALS)
-    await throttle.forget_attempt(session, attempt)
+    # As many at once as can be hashed at once, and never more than could all fail.
+    width = min(settings.password_hash_concurrency, settings.login_max_failures_per_email)
+    async with throttle.TURNS.take(email, width):
+        attempt = await throttle.begin_attempt(session, settings, email, client)
+        try:
+            user = await session.scalar(select(User).where(col(User.email) == email))
+            await session.commit()  # hold no transaction, lock or connection while hashing
+            verified = await hasher.verify(password, user.hashed_password if user else None)
+        except (ServiceUnavailable, SQLAlchemyError):
+            # The hasher was busy or the database failed: the password was never checked,
+            # so this is no failed sign-in. (If the database is still failing, the attempt
+            # stays, counts as failed once it has been in flight for a minute, and ages
+            # out of the window.)
+            with contextlib.suppress(SQLAlchemyError):
+                await session.rollback()
+                await throttle.forget_attempt(session, attempt)
+            raise
+        if not verified or user is None or not allowed(user):
+            await throttle.fail_attempt(session, attempt)
+            raise AuthenticationFailed(BAD_CREDENTIALS)
+        await throttle.forget_attempt(session, attempt)
     return user
 
 

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
@@ -417,6 +417,8 @@ class LoginAttempt(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=320, index=True)
     client: str = Field(max_length=64, index=True)
+    # False while the attempt is in flight (see `project.throttle`).
+    failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
 

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import event
+from sqlalchemy import delete, event
 from sqlalchemy.exc import OperationalError
-from sqlmodel import select
+from sqlmodel import col, select
 
+from project import throttle
 from project.config import Settings
-from project.models import LoginAttempt
+from project.models import LoginAttempt, utcnow
+from project.throttle import AT_ONCE, LOCKED
 from tests.factories import Account, assert_problem, login
 
 WINDOW = 900
@@ -95,6 +97,61 @@ async def test_a_concurrent_burst_cannot_slip_past_the_limit(
     assert codes.count(401) <= 5
     assert codes.count(429) >= 15
     assert set(codes) <= {401, 429}
+
+
+async def test_a_burst_of_correct_sign_ins_all_get_in(client: AsyncClient, alice: Account) -> None:
+    """Sign-ins in flight are no failures: twelve at once (a script, many tabs) take turns
+    instead of being refused as over the limit of five."""
+    burst = await asyncio.gather(*(login(client, alice.email, alice.password) for _ in range(12)))
+    assert [r.status_code for r in burst] == [200] * 12
+    assert (await login(client, alice.email, "wrong password")).status_code == 401
+
+
+async def _in_flight_elsewhere(app: FastAPI, email: str, count: int, age: timedelta) -> None:
+    """Attempts another worker has recorded and not finished, started `age` ago."""
+    started = utcnow() - age
+    async with app.state.database.session(write=True) as session:
+        for _ in range(count):
+            session.add(LoginAttempt(email=email, client="192.0.2.1", created_at=started))
+        await session.commit()
+
+
+async def test_sign_ins_in_flight_elsewhere_say_retry_in_a_moment(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    await _fail(client, alice.email, 2)
+    await _in_flight_elsewhere(app, alice.email, 3, timedelta(seconds=1))
+    refused = await login(client, alice.email, alice.password)
+    problem = assert_problem(refused, 429)
+    assert refused.headers["Retry-After"] == "1"
+    assert problem["detail"] == AT_ONCE
+    # The refusal is no failure: once the others have ended, the owner gets in.
+    async with app.state.database.session(write=True) as session:
+        await session.execute(delete(LoginAttempt).where(col(LoginAttempt.failed).is_(False)))
+        await session.commit()
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_an_attempt_that_never_ended_counts_as_failed(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    """An attempt whose process died mid-way (the row was never resolved) must not let a
+    guesser off: after a minute it counts as a failure."""
+    await _in_flight_elsewhere(app, alice.email, 5, timedelta(minutes=2))
+    locked = await login(client, alice.email, alice.password)
+    assert assert_problem(locked, 429)["detail"] == LOCKED
+    assert int(locked.headers["Retry-After"]) > 60
+
+
+async def test_a_sign_in_that_waits_too_long_for_its_turn_is_told_to_retry(
+    client: AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(throttle, "TURN_WAIT_SECONDS", 0.05)
+    async with throttle.TURNS.take(alice.email):  # a sign-in for alice that takes long
+        waited = await login(client, alice.email, alice.password)
+    assert assert_problem(waited, 429)["detail"] == AT_ONCE
+    assert waited.headers["Retry-After"] == "1"
+    assert (await login(client, alice.email, alice.password)).status_code == 200
 
 
 class TestPerClientLimit:
