@@ -3,6 +3,7 @@
 import asyncio
 import secrets
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,13 @@ HashLine = Literal["verify", "hash"]
 ALGORITHM = "HS256"
 VERIFIED_TOKENS = 10_000  # remembered per process, about 4 MB at most
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud", "sid", "type"]
+
+
+def _normalized(password: str) -> str:
+    """A password as it is hashed: in Unicode's NFKC form, as NIST SP 800-63B advises, so
+    that the same password typed elsewhere (an `é` composed or decomposed, full-width
+    letters) is the same password."""
+    return unicodedata.normalize("NFKC", password)
 
 
 class PasswordHasher:
@@ -71,11 +79,11 @@ class PasswordHasher:
             self._queued[line] -= 1
 
     async def hash(self, password: str) -> str:
-        return str(await self._run("hash", self._context.hash, password))
+        return str(await self._run("hash", self._context.hash, _normalized(password)))
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         ok: bool = await self._run(
-            "verify", self._context.verify, password, hashed or self._dummy_hash
+            "verify", self._context.verify, _normalized(password), hashed or self._dummy_hash
         )
         return ok and hashed is not None
 

@@ -132,6 +132,22 @@ async def test_a_password_of_256_characters_is_accepted_whole(client: AsyncClien
     assert (await login(client, "long@example.com", long_password[:-1])).status_code == 401
 
 
+async def test_a_password_typed_in_another_unicode_form_is_the_same_password(
+    client: AsyncClient,
+) -> None:
+    decomposed = "Cafe\u0301 au lait, s'il vous plai\u0302t"  # as some keyboards send it
+    body = {"email": "cafe@example.com", "password": decomposed}
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+    composed = "Caf\u00e9 au lait, s'il vous pla\u00eet"
+    assert (await login(client, "cafe@example.com", composed)).status_code == 200
+    full_width = "\uff23af\u00e9 au lait, s'il vous pla\u00eet"  # a full-width C
+    assert (await login(client, "cafe@example.com", full_width)).status_code == 200
+    # Accents still matter: this is another password.
+    assert (
+        await login(client, "cafe@example.com", "Cafe au lait, s'il vous plait")
+    ).status_code == 401
+
+
 async def test_login_returns_a_bearer_pair(client: AsyncClient, alice: Account) -> None:
     response = await login(client, "Alice@Example.com", alice.password)
     assert response.status_code == 200
