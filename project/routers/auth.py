@@ -47,7 +47,11 @@ async def register(body: UserCreate, session: SessionDep, hasher: HasherDep) -> 
         say={
             status.HTTP_401_UNAUTHORIZED: (
                 "Wrong email or password, or an inactive account: one message for all three."
-            )
+            ),
+            status.HTTP_429_TOO_MANY_REQUESTS: (
+                "Too many failed sign-ins for this email or from this address (wait as"
+                " `Retry-After` says), or too many at once (`Retry-After: 1`)."
+            ),
         },
     ),
 )
