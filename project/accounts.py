@@ -88,15 +88,18 @@ async def check_credentials(
 
 async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
     """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
-    database is (SQLite), so two superusers cannot demote each other at the same moment."""
+    database is (SQLite), so two superusers cannot demote each other at the same moment:
+    every active superuser's row, `user`'s included, in one order, so that two such
+    requests wait for each other instead of deadlocking."""
     if not (user.is_superuser and user.is_active):
         return
-    others = await session.scalars(
+    superusers = await session.scalars(
         select(col(User.id))
-        .where(col(User.is_superuser), col(User.is_active), col(User.id) != user.id)
+        .where(col(User.is_superuser), col(User.is_active))
+        .order_by(col(User.id))
         .with_for_update()
     )
-    if others.first() is None:
+    if not any(found != user.id for found in superusers):
         raise Conflict(LAST_SUPERUSER)
 
 

@@ -244,7 +244,10 @@ async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
     if is_database_unavailable(exc):
-        logger.warning("database unavailable: %s", type(exc).__name__)
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        logger.warning(
+            "database unavailable: %s%s", type(exc).__name__, f" ({sqlstate})" if sqlstate else ""
+        )
         return problem_response(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             ServiceUnavailable.default_detail,

@@ -12,6 +12,7 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from project.accounts import EMAIL_TAKEN
 from project.app import create_app
 from project.config import Settings
 from tests.conftest import ROOT, AccountFactory
@@ -213,6 +214,45 @@ async def test_superuser_cannot_take_a_taken_email(
         f"/api/v1/users/{alice.id}", json={"email": bob.email}, headers=admin.headers
     )
     assert_problem(response, 409)
+
+
+async def test_a_taken_email_is_a_409_also_when_the_change_deactivates(
+    client: AsyncClient, alice: Account, bob: Account, admin: Account
+) -> None:
+    body = {"email": bob.email.upper(), "is_active": False}
+    response = await client.patch(f"/api/v1/users/{alice.id}", json=body, headers=admin.headers)
+    assert assert_problem(response, 409)["detail"] == EMAIL_TAKEN
+    # Nothing of the change happened: alice is still active, her session still works.
+    assert (await client.get(ME, headers=alice.headers)).json()["email"] == alice.email
+
+
+async def test_two_superusers_demoting_each_other_at_once_leave_one(
+    client: AsyncClient, admin: Account, account: AccountFactory
+) -> None:
+    """Each waits for the other (rows locked in one order), never a deadlock's 503."""
+    other = await account(superuser=True)
+    for _ in range(10):
+        responses = await asyncio.gather(
+            *(
+                client.patch(
+                    f"/api/v1/users/{target.id}", json={"is_superuser": False}, headers=by.headers
+                )
+                for target, by in ((other, admin), (admin, other))
+            )
+        )
+        # The loser is refused as no superuser any more (403), or as demoting the last (409).
+        assert sorted(r.status_code for r in responses) in ([200, 403], [200, 409])
+        left = [
+            a
+            for a in (admin, other)
+            if (await client.get(ME, headers=a.headers)).json()["is_superuser"]
+        ]
+        assert len(left) == 1
+        demoted = other if left == [admin] else admin
+        restored = await client.patch(
+            f"/api/v1/users/{demoted.id}", json={"is_superuser": True}, headers=left[0].headers
+        )
+        assert restored.status_code == 200
 
 
 async def test_unknown_and_malformed_user_ids(client: AsyncClient, admin: Account) -> None:

@@ -47,7 +47,8 @@ async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> Us
     for field, value in data.items():
         setattr(user, field, value)
     if ends_sessions:
-        await login_sessions.end_all(session, user.id)
+        with session.no_autoflush:  # a taken email then fails the commit below: a 409
+            await login_sessions.end_all(session, user.id)
     await commit(session, EMAIL_TAKEN)
     return user
 
