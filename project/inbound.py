@@ -8,6 +8,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import status
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
 from project.errors import UnsupportedMediaType
@@ -110,13 +111,16 @@ def _check_utf8(body: bytes) -> None:
         raise _invalid("body", "The JSON is not UTF-8.")
 
 
-def as_malformed_json(exc: StarletteHTTPException) -> RequestValidationError | None:
-    """The framework answers a body it cannot parse for reasons other than a syntax error
-    (not UTF-8, nested too deep, a number too long to convert) with a bare 400. To a client
-    these are malformed JSON like any other: a 422, as for a syntax error."""
-    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(
-        exc.__cause__, ValueError | RecursionError
-    ):
+def as_malformed_body(exc: StarletteHTTPException) -> RequestValidationError | None:
+    """The framework answers a body it cannot parse for reasons other than a JSON syntax
+    error (JSON not UTF-8, nested too deep, a number too long to convert; a multipart form
+    without its boundary, or cut short) with a bare 400. To a client these are malformed
+    bodies like any other: a 422, as for a syntax error."""
+    if exc.status_code != status.HTTP_400_BAD_REQUEST:
+        return None
+    if isinstance(exc.__context__, MultiPartException):
+        return _invalid("body", f"The form cannot be parsed: {exc.__context__.message}")
+    if isinstance(exc.__cause__, ValueError | RecursionError):
         reason = (
             "is not UTF-8" if isinstance(exc.__cause__, UnicodeDecodeError) else "cannot be parsed"
         )

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from project.database import release_session
 from project.errors import PROBLEM_MEDIA_TYPE
-from project.inbound import as_malformed_json, check_request
+from project.inbound import as_malformed_body, check_request
 
 API_PREFIX = "/api/v1"
 
@@ -176,7 +176,7 @@ class ProblemRoute(APIRoute):
             try:
                 return await handler(request)
             except StarletteHTTPException as exc:
-                if (malformed := as_malformed_json(exc)) is None:
+                if (malformed := as_malformed_body(exc)) is None:
                     raise
                 raise malformed from exc
             finally:

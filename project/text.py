@@ -16,19 +16,29 @@ BLANKS = (
     "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-# A name or other text: not only blanks (they are stripped, see `Name` and `Text`), no NUL.
-NOT_BLANK = "^[^\\x00]*[^\\x00" + "".join(f"\\u{ord(c):04x}" for c in BLANKS) + "][^\\x00]*$"
 NAME_MAX = 255
 NAME_KEY_BYTES = 4 * NAME_MAX  # UTF-8 bytes of a name's folded key (see `fold`)
 
 
 # Unicode's Default_Ignorable_Code_Point: characters that show nothing (zero-width spaces and
 # joiners, direction marks, variation selectors, the soft hyphen, tags).
-INVISIBLE = (
+INVISIBLE_BMP = (
     "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
 )
+INVISIBLE = INVISIBLE_BMP + "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+
+
+def _escaped(chars: str) -> str:
+    """Characters (and `a-z` ranges) as `\\uXXXX` escapes, which every regular expression
+    dialect reads alike."""
+    return "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in chars)
+
+
+# A name or other text: not only blanks and invisible characters (they are stripped, see
+# `Name` and `Text`), no NUL. The schema's dialect (ECMA-262 without the `u` flag) cannot
+# name characters past U+FFFF: text of only those is refused after the pattern, by `trim`.
+NOT_BLANK = f"^[^\\x00]*[^\\x00{_escaped(BLANKS)}{_escaped(INVISIBLE_BMP)}][^\\x00]*$"
 IGNORABLE = re.compile(f"[{INVISIBLE}]")
 # What a name may not begin or end with: blanks and invisible characters.
 EDGES = re.compile(f"^[{BLANKS}{INVISIBLE}]+|[{BLANKS}{INVISIBLE}]+\\Z")

@@ -199,6 +199,32 @@ async def test_repeated_body_headers_are_all_read(
     assert_problem(response, 415)
 
 
+async def test_a_sign_in_sent_as_multipart_form_data_works(
+    client: AsyncClient, alice: Account
+) -> None:
+    """What `fetch` sends for a `FormData`: as good as the urlencoded form."""
+    form = {"username": (None, alice.email), "password": (None, alice.password)}
+    response = await client.post("/api/v1/auth/login", files=form)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=xyz"],
+    ids=["no boundary", "no parts"],
+)
+async def test_a_multipart_form_that_cannot_be_parsed_is_422(
+    client: AsyncClient, content_type: str
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/login",
+        content=b"username=a&password=b",
+        headers={"Content-Type": content_type},
+    )
+    [error] = assert_problem(response, 422)["errors"]
+    assert error["msg"].startswith("The form cannot be parsed")
+
+
 MALFORMED = [b"{not json", b"[]", b'"text"', b"null", b"\xff\xfe", b"\x80abc", b"\xe9t\xe9"]
 LONE_SURROGATE = b'{"name": "\\ud800"}'
 TOO_DEEP = b"[" * 200_000 + b"]" * 200_000

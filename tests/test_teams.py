@@ -5,7 +5,7 @@ import sys
 
 from httpx import AsyncClient
 
-from project.text import BLANKS, NOT_BLANK
+from project.text import BLANKS, IGNORABLE, NOT_BLANK
 from tests.factories import Account, assert_problem, create
 
 
@@ -176,3 +176,7 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
     for blank in every_blank:
         assert re.fullmatch(NOT_BLANK, blank * 3) is None
         assert re.fullmatch(NOT_BLANK, f"{blank}x{blank}")
+    # And the invisible characters that `/docs`'s pattern can name (those up to U+FFFF).
+    for invisible in (chr(c) for c in range(0x10000) if IGNORABLE.fullmatch(chr(c))):
+        assert re.fullmatch(NOT_BLANK, invisible * 3) is None
+        assert re.fullmatch(NOT_BLANK, f"{invisible}x{invisible}")
