@@ -57,18 +57,39 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _sqlite_foreign_keys(connection: Connection, on: bool) -> None:
+    """Foreign key enforcement on SQLite, set outside any transaction (inside one the pragma
+    does nothing). A batch operation copies a table into a new one and drops the old: with
+    enforcement on, dropping `users` would cascade and delete every team, hero and power."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
 def do_run_migrations(connection: Connection) -> None:
     _configure(connection)
-    if connection.dialect.name == "postgresql":
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.commit()
+    if dialect == "sqlite":
+        _sqlite_foreign_keys(connection, on=False)
     try:
         with context.begin_transaction():
             context.run_migrations()
+            if dialect == "sqlite":
+                # What enforcement would have refused, refused now: nothing is committed.
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"the migration broke foreign keys: {broken[:10]}")
     finally:
-        if connection.dialect.name == "postgresql":
+        if dialect == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
             connection.commit()
+        if dialect == "sqlite":
+            _sqlite_foreign_keys(connection, on=True)
 
 
 async def run_async_migrations() -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event, false
+from sqlalchemy import Text as SQLText
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.types import TypeDecorator
@@ -141,6 +142,9 @@ class User(UserBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=254, unique=True)
+    # What `q` searches (set on flush, see `_keep_full_name_key`): any length, since one
+    # character can fold to many.
+    full_name_key: str | None = Field(default=None, sa_type=SQLText)
     hashed_password: str = Field(max_length=255)
     is_active: bool = Field(default=True, index=True)
     is_superuser: bool = Field(default=False)
@@ -464,6 +468,13 @@ def _keep_name_key(mapper: Mapper[Any], connection: Any, target: Team | Power | 
 for _model in (Team, Power, Hero):
     event.listen(_model, "before_insert", _keep_name_key)
     event.listen(_model, "before_update", _keep_name_key)
+
+
+@event.listens_for(User, "before_insert")
+@event.listens_for(User, "before_update")
+def _keep_full_name_key(mapper: Mapper[Any], connection: Any, target: User) -> None:
+    """A full name is searched the way names are compared (see `fold`)."""
+    target.full_name_key = None if target.full_name is None else fold(target.full_name)
 
 
 @event.listens_for(SQLModel, "before_insert", propagate=True)

@@ -151,12 +151,66 @@ def test_0002_refuses_names_that_would_clash_and_changes_nothing(scratch_url: st
     assert revision == [("0001",)]
 
 
+def test_0004_gives_full_names_their_search_keys(scratch_url: str) -> None:
+    config = alembic_config(scratch_url)
+    command.upgrade(config, "0003")
+
+    def seed(connection: Connection) -> None:
+        for n, full_name in enumerate(("\u00c5SA \u00d6berg", None)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (id, email, full_name, hashed_password, is_active,"
+                    " is_superuser) VALUES (:id, :email, :full_name, 'x', true, false)"
+                ).bindparams(
+                    sa.bindparam("id", uuid.UUID(int=n + 1), type_=sa.Uuid()),
+                    email=f"user{n}@example.com",
+                    full_name=full_name,
+                )
+            )
+        connection.commit()
+
+    def keys(connection: Connection) -> list[tuple[Any, ...]]:
+        query = "SELECT email, full_name_key FROM users ORDER BY email"
+        return [tuple(row) for row in connection.execute(sa.text(query))]
+
+    _run(scratch_url, seed)
+    command.upgrade(config, "head")
+    assert _run(scratch_url, keys) == [
+        ("user0@example.com", fold("\u00c5SA \u00d6berg")),
+        ("user1@example.com", None),
+    ]
+    command.downgrade(config, "0003")
+    command.upgrade(config, "head")
+
+
+def test_rebuilding_the_users_table_keeps_what_users_own(scratch_url: str) -> None:
+    """On SQLite, 0004's downgrade copies `users` into a new table and drops the old one:
+    with foreign keys enforced during migrations, that drop would cascade to every team."""
+    config = alembic_config(scratch_url)
+    command.upgrade(config, "head")
+
+    def seed(connection: Connection) -> None:
+        _seed_0001(connection, "Avengers")
+
+    def count(connection: Connection) -> tuple[int, int]:
+        teams = connection.execute(sa.text("SELECT count(*) FROM teams")).scalar_one()
+        users = connection.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
+        return teams, users
+
+    _run(scratch_url, seed)
+    command.downgrade(config, "0003")
+    assert _run(scratch_url, count) == (1, 1)
+    command.upgrade(config, "head")
+    assert _run(scratch_url, count) == (1, 1)
+
+
 def test_the_head_revision_folds_names_as_the_models_do() -> None:
     """A change to `fold` needs a migration that rekeys the stored names: this test fails
     until the newest such migration uses the same rule."""
-    spec = importlib.util.spec_from_file_location(
-        "rekey", VERSIONS / "20261126_0002_unicode_name_keys.py"
-    )
+    folding = [
+        path for path in sorted(VERSIONS.glob("*.py")) if "nfkc_casefold" in path.read_text()
+    ]
+    spec = importlib.util.spec_from_file_location("rekey", folding[-1])
     assert spec is not None and spec.loader is not None
     head = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(head)

@@ -285,6 +285,10 @@ async def test_list_users_filters_and_sorts(
     assert await emails("q=%20zed%0A") == ["zed@example.com"]
     for blank in ("%20", "%E2%80%8B", "%09%20"):
         assert len(await emails(f"q={blank}")) == 3
+    # Beyond ASCII too, on every database, as names compare.
+    await account(email="asa@example.com", full_name="\u00c5SA \u00d6berg")
+    assert await emails("q=%C3%A5sa%20%C3%B6") == ["asa@example.com"]
+    assert await emails("q=%EF%BC%A2%EF%BC%A5RG") == ["asa@example.com"]  # full-width BE
 
 
 async def test_first_superuser_is_created_at_startup_once(settings: Settings, app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from project.security import (
     Superuser,
     client_address,
 )
+from project.text import fold
 
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 
@@ -124,11 +125,10 @@ async def list_users(
     """Every account (superusers only)."""
     stmt = select(User)
     if query.q is not None:
-        pattern = query.q.lower()
         stmt = stmt.where(
             or_(
-                col(User.email).contains(pattern, autoescape=True),
-                col(User.full_name).icontains(query.q, autoescape=True),
+                col(User.email).contains(query.q.lower(), autoescape=True),
+                col(User.full_name_key).contains(fold(query.q), autoescape=True),
             )
         )
     if query.is_active is not None:
