@@ -4,7 +4,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -101,6 +101,15 @@ async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
     )
     if not any(found != user.id for found in superusers):
         raise Conflict(LAST_SUPERUSER)
+
+
+async def delete_account(session: AsyncSession, user: User) -> bool:
+    """Delete a user, with everything the user owns (the database cascades), and commit;
+    False if someone deleted the user first (a concurrent request)."""
+    await ensure_not_last_superuser(session, user)
+    deleted = await session.execute(delete(User).where(col(User.id) == user.id))
+    await session.commit()
+    return bool(deleted.rowcount)  # type: ignore[attr-defined]
 
 
 async def create_user(

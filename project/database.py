@@ -23,7 +23,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import await_
 
 from project.config import Settings
-from project.errors import Conflict, PreconditionFailed
+from project.errors import PreconditionFailed, integrity_problem
 from project.pool import FairQueuePool
 from project.sqlite import SQLITE_WRITE, WriterQueue, configure_sqlite
 
@@ -202,7 +202,7 @@ async def commit(
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
-        raise Conflict(conflict) from exc
+        raise integrity_problem(exc, conflict) from exc
     except StaleDataError as exc:
         await session.rollback()
         raise PreconditionFailed() from exc

@@ -2,7 +2,7 @@
 that turns every error, the framework's own included, into `application/problem+json`."""
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -136,6 +136,7 @@ class InvalidField(ProblemError):
         super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
 
 
+FOREIGN_KEY_VIOLATION = "23503"
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "bad request":
 # connection failures (08), refused sign-in (28: a wrong password in DATABASE_URL), a
 # missing database (3D000), resources (53), operator intervention (57), serialization and
@@ -236,10 +237,40 @@ async def _request_validation_error(request: Request, exc: Exception) -> Problem
     )
 
 
+CONFLICT = "The request conflicts with the current state of the data."
+ACCOUNT_GONE = "Your account no longer exists."
+# What a broken foreign key means to the caller, by the column that holds it (constraint
+# names follow the naming convention, `fk_<table>_<column>_<referred table>`): a row the
+# request refers to was deleted while the request ran. The owner or user is the caller.
+_GONE_MEANWHILE: dict[str, Callable[[], ProblemError]] = {
+    "owner_id_users": lambda: AuthenticationFailed(ACCOUNT_GONE),
+    "user_id_users": lambda: AuthenticationFailed(ACCOUNT_GONE),
+    "team_id_teams": lambda: InvalidField(["body", "team_id"], "The team was just deleted."),
+    "power_id_powers": lambda: InvalidField(["body", "power_ids"], "A power was just deleted."),
+    "hero_id_heroes": lambda: NotFound("hero"),
+}
+
+
+def integrity_problem(exc: IntegrityError, conflict: str = CONFLICT) -> ProblemError:
+    """What a write the database refused means: a unique clash is a 409 saying `conflict`;
+    a row the request refers to that was deleted meanwhile (a foreign key: a race the
+    request's own checks cannot close, on PostgreSQL) is what its absence would have been
+    had the request come a moment later."""
+    # The driver's own error, and (asyncpg through SQLAlchemy's adapter) the one it wraps.
+    errors = (exc.orig, getattr(exc.orig, "__cause__", None))
+    if FOREIGN_KEY_VIOLATION not in (getattr(error, "sqlstate", None) for error in errors):
+        return Conflict(conflict)
+    names = (str(getattr(error, "constraint_name", None) or "") for error in errors)
+    name = next((name for name in names if name), "")
+    for column, problem in _GONE_MEANWHILE.items():
+        if name.endswith(column):
+            return problem()
+    return Conflict(CONFLICT)
+
+
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
-    return problem_response(
-        status.HTTP_409_CONFLICT, "The request conflicts with the current state of the data."
-    )
+    assert isinstance(exc, IntegrityError)
+    return await _problem_error(request, integrity_problem(exc))
 
 
 async def _database_error(request: Request, exc: Exception) -> ProblemResponse:

@@ -255,6 +255,20 @@ async def test_two_superusers_demoting_each_other_at_once_leave_one(
         assert restored.status_code == 200
 
 
+async def test_an_account_deleted_twice_at_once_is_deleted_once(
+    client: AsyncClient, alice: Account, admin: Account, account: AccountFactory
+) -> None:
+    mine = await asyncio.gather(
+        *(client.delete("/api/v1/users/me", headers=alice.headers) for _ in range(5))
+    )
+    assert sorted(r.status_code for r in mine) == [204, 401, 401, 401, 401]
+    bob = await account()
+    theirs = await asyncio.gather(
+        *(client.delete(f"/api/v1/users/{bob.id}", headers=admin.headers) for _ in range(5))
+    )
+    assert sorted(r.status_code for r in theirs) == [204, 404, 404, 404, 404]
+
+
 async def test_unknown_and_malformed_user_ids(client: AsyncClient, admin: Account) -> None:
     assert_problem(await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=admin.headers), 404)
     assert_problem(await client.get("/api/v1/users/not-a-uuid", headers=admin.headers), 422)

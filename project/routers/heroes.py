@@ -170,6 +170,12 @@ async def _insert(body: HeroCreate, claims: Claims, request: Request) -> Respons
     hero |= {"owner_id": claims.user_id, "team_id": body.team_id, "version": 1}
     database = get_database(request)
     async with reader(database.engine) as db:
+        if body.team_id is not None:
+            # Read first: once the hero is in, the team may go (a concurrent delete), and
+            # then the hero as created is no longer there to be read.
+            teams = await db.fetch(
+                STATEMENTS.get(db.dialect, "team", team_statement), team_id=body.team_id
+            )
         insert_hero = STATEMENTS.get(db.dialect, "insert", insert_statement)
         async with database.write_turn():
             inserted = await db.fetch(
@@ -179,10 +185,7 @@ async def _insert(body: HeroCreate, claims: Claims, request: Request) -> Respons
             await check_principal(db, claims)  # 401 if the session is why
             raise InvalidField(["body", "team_id"], f"No team with id {body.team_id}.")
         if body.team_id is not None:
-            [row] = await db.fetch(
-                STATEMENTS.get(db.dialect, "team", team_statement), team_id=body.team_id
-            )
-            team = dict(zip(TEAM_FIELDS, row, strict=True))
+            team = dict(zip(TEAM_FIELDS, teams[0], strict=True))  # the insert found it
     body_json = {**{f: hero[f] for f in HERO_FIELDS}, "team": team, "powers": []}
     headers = {"Location": _location(request, hero["id"]), "ETag": row_etag(body_json)}
     return Response(

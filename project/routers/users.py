@@ -8,10 +8,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project import login_sessions
-from project.accounts import EMAIL_TAKEN, ensure_not_last_superuser, verify_credentials
+from project.accounts import (
+    EMAIL_TAKEN,
+    delete_account,
+    ensure_not_last_superuser,
+    verify_credentials,
+)
 from project.config import SettingsDep
 from project.database import SessionDep, commit
-from project.errors import AuthenticationFailed, BadRequest, NotFound
+from project.errors import (
+    ACCOUNT_GONE,
+    AuthenticationFailed,
+    BadRequest,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+)
 from project.models import PasswordChange, User, UserPublic, UserUpdate, UserUpdateMe
 from project.paging import SORT_HELP, ListQuery, Page, PagerDep, SearchText
 from project.routing import api_router, problems
@@ -40,7 +52,9 @@ class UserQuery(ListQuery):
 SORTS = {"email": col(User.email), "created_at": col(User.created_at)}
 
 
-async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> User:
+async def _apply(
+    session: AsyncSession, user: User, changes: UserUpdateMe, gone: ProblemError
+) -> User:
     data = changes.model_dump(exclude_unset=True)
     ends_sessions = data.get("is_active") is False and user.is_active
     if data.get("is_active") is False or data.get("is_superuser") is False:
@@ -50,7 +64,10 @@ async def _apply(session: AsyncSession, user: User, changes: UserUpdateMe) -> Us
     if ends_sessions:
         with session.no_autoflush:  # a taken email then fails the commit below: a 409
             await login_sessions.end_all(session, user.id)
-    await commit(session, EMAIL_TAKEN)
+    try:
+        await commit(session, EMAIL_TAKEN)
+    except PreconditionFailed:  # users carry no version: the row was deleted meanwhile
+        raise gone from None
     return user
 
 
@@ -77,7 +94,7 @@ async def read_me(user: CurrentUser) -> User:
 @router.patch("/me", response_model=UserPublic, responses=problems(status.HTTP_409_CONFLICT))
 async def update_me(body: UserUpdateMe, session: SessionDep, user: CurrentUser) -> User:
     """Change the caller's email or full name."""
-    return await _apply(session, user, body)
+    return await _apply(session, user, body, AuthenticationFailed(ACCOUNT_GONE))
 
 
 @router.put(
@@ -113,9 +130,8 @@ async def change_password(
 )
 async def delete_me(session: SessionDep, user: CurrentUser) -> None:
     """Delete the caller's account, with every team, hero and power it owns."""
-    await ensure_not_last_superuser(session, user)
-    await session.delete(user)
-    await session.commit()
+    if not await delete_account(session, user):
+        raise AuthenticationFailed(ACCOUNT_GONE)
 
 
 @router.get("", responses=problems(status.HTTP_403_FORBIDDEN))
@@ -155,7 +171,7 @@ async def read_user(user: AnyUser) -> User:
 )
 async def update_user(body: UserUpdate, session: SessionDep, user: AnyUser) -> User:
     """Change an account (superusers only). Deactivating it ends all its sessions at once."""
-    return await _apply(session, user, body)
+    return await _apply(session, user, body, NotFound("user"))
 
 
 @router.delete(
@@ -165,6 +181,5 @@ async def update_user(body: UserUpdate, session: SessionDep, user: AnyUser) -> U
 )
 async def delete_user(session: SessionDep, user: AnyUser) -> None:
     """Delete an account and everything it owns (superusers only)."""
-    await ensure_not_last_superuser(session, user)
-    await session.delete(user)
-    await session.commit()
+    if not await delete_account(session, user):
+        raise NotFound("user")
