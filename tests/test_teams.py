@@ -2,9 +2,20 @@
 
 import re
 import sys
+import uuid
+from collections.abc import Iterator
 
+import pytest
+from fastapi import FastAPI, Request
 from httpx import AsyncClient
+from sqlalchemy import delete
+from sqlmodel import col
 
+from project.database import SessionDep
+from project.models import Team
+from project.relations import leave_team
+from project.routers import teams
+from project.security import CurrentCaller
 from project.text import BLANKS, IGNORABLE, NOT_BLANK
 from tests.factories import Account, assert_problem, create
 
@@ -180,3 +191,41 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
     for invisible in (chr(c) for c in range(0x10000) if IGNORABLE.fullmatch(chr(c))):
         assert re.fullmatch(NOT_BLANK, invisible * 3) is None
         assert re.fullmatch(NOT_BLANK, f"{invisible}x{invisible}")
+
+
+@pytest.fixture
+def deleted_once_found(app: FastAPI) -> Iterator[None]:
+    """Every team a request finds is deleted (its heroes leaving it, as DELETE does) right
+    after it was found, before the request reads anything else."""
+    find = teams.OwnedTeam.__metadata__[0].dependency
+
+    async def find_then_delete(
+        session: SessionDep, user: CurrentCaller, request: Request, id: uuid.UUID
+    ) -> Team:
+        team: Team = await find(session, user, request, id)
+        async with app.state.database.session(write=True) as other:
+            await leave_team(other, team.id)
+            await other.execute(delete(Team).where(col(Team.id) == team.id))
+            await other.commit()
+        return team
+
+    app.dependency_overrides[find] = find_then_delete
+    yield
+    app.dependency_overrides.pop(find)
+
+
+@pytest.mark.usefixtures("deleted_once_found")
+async def test_a_team_deleted_while_it_is_read_is_never_seen_without_its_heroes(
+    client: AsyncClient, alice: Account
+) -> None:
+    """A read sees the team as it was (a snapshot: SQLite) or not at all (PostgreSQL, where
+    each statement sees what was committed before it); never a team whose heroes have gone,
+    which it never was."""
+    for path in ("", "/heroes"):
+        team = await create(client, alice, "teams", name=f"Doomed{path}", headquarters="HQ")
+        for n in range(3):
+            await create(client, alice, "heroes", name=f"H{n}", secret_name="s", team_id=team["id"])
+        response = await client.get(f"/api/v1/teams/{team['id']}{path}", headers=alice.headers)
+        if response.status_code != 404:
+            body = response.json()
+            assert (body["heroes_count"] if path == "" else len(body["items"])) == 3, body

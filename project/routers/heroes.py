@@ -87,8 +87,8 @@ def row_etag(hero: dict[str, Any]) -> str:
 
 async def hero_page(
     db: Reader, pager: Pager, owner_id: uuid.UUID | None, query: HeroQuery
-) -> Response:
-    """One page of the heroes `owner_id` owns (everyone's for None), as a JSON response."""
+) -> dict[str, Any]:
+    """One page of the heroes `owner_id` owns (everyone's for None): the list envelope."""
     filters = frozenset(f for f in FILTERS if getattr(query, f) is not None)
     values = {f: getattr(query, f) for f in filters}
     if query.q is not None:
@@ -111,6 +111,10 @@ async def hero_page(
         total: Shape = (owner_id is not None, query.sort, "total", filters)
         count = STATEMENTS.get(db.dialect, total, lambda: page_statement(*total))
         [(body["total"],)] = await db.fetch(count, **values)
+    return body
+
+
+def json_response(body: dict[str, Any]) -> Response:
     return Response(to_json(body), media_type="application/json")
 
 
@@ -127,7 +131,7 @@ async def list_heroes(
     """The caller's heroes (everyone's for a superuser), with team and powers embedded."""
     async with reader(get_database(request).engine, idempotent=True) as db:
         user_id, superuser = await check_principal(db, claims)
-        return await hero_page(db, pager, None if superuser else user_id, query)
+        return json_response(await hero_page(db, pager, None if superuser else user_id, query))
 
 
 @router.post(

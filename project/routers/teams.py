@@ -11,11 +11,12 @@ from sqlmodel import col
 from project.conditional import REVALIDATE, make_etag, not_modified, require_match
 from project.database import SessionDep, commit
 from project.direct import Reader
+from project.errors import NotFound
 from project.models import Hero, HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate
 from project.ownership import owned, visible_to
 from project.paging import SORT_HELP, ListQuery, Page, PagerDep, SearchText
 from project.relations import leave_team
-from project.routers.heroes import HeroFilters, HeroQuery, hero_page
+from project.routers.heroes import HeroFilters, HeroQuery, hero_page, json_response
 from project.routing import api_router, changed, created, fetched, problems
 from project.security import CurrentCaller
 from project.text import fold
@@ -53,8 +54,19 @@ async def _heroes_counts(session: AsyncSession, team_ids: Sequence[uuid.UUID]) -
 
 
 async def _detail(session: AsyncSession, team: Team) -> TeamDetail:
-    counts = await _heroes_counts(session, [team.id])
-    return TeamDetail.model_validate(team, update={"heroes_count": counts.get(team.id, 0)})
+    """The team as it is now, with its heroes counted in the same statement: one snapshot,
+    so a team being deleted (its heroes leaving it) is never seen with a count of 0."""
+    count = select(func.count()).where(col(Hero.team_id) == col(Team.id)).scalar_subquery()
+    found = (
+        await session.execute(
+            select(Team, count)
+            .where(col(Team.id) == team.id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if found is None:
+        raise NotFound("team")  # deleted since the team was found
+    return TeamDetail.model_validate(found[0], update={"heroes_count": found[1]})
 
 
 def _etag(team: TeamDetail) -> str:
@@ -148,5 +160,10 @@ async def list_team_heroes(
 ) -> Response:
     """The heroes of one team, one page at a time."""
     scoped = HeroQuery(**query.model_dump(), team_id=team.id)
-    db = await Reader.of(await session.connection())  # in the transaction that found the team
-    return await hero_page(db, pager, None if user.is_superuser else user.id, scoped)
+    db = await Reader.of(await session.connection())
+    page = await hero_page(db, pager, None if user.is_superuser else user.id, scoped)
+    if not page["items"] and await session.get(Team, team.id, populate_existing=True) is None:
+        # No heroes, because the team has just been deleted (on PostgreSQL each statement
+        # sees what was committed before it): gone, rather than a team with none.
+        raise NotFound("team")
+    return json_response(page)
