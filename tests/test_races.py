@@ -100,3 +100,23 @@ async def test_a_create_whose_owner_goes_meanwhile_is_a_401(
         client.post(f"/api/v1/{resource}", json=body, headers=alice.headers),
     )
     assert assert_problem(response, 401)["detail"] == ACCOUNT_GONE
+
+
+async def test_an_account_changed_while_it_is_deleted_is_gone(
+    app: FastAPI, client: AsyncClient, alice: Account, bob: Account, admin: Account
+) -> None:
+    """Not a 412 about a version the caller never sent: users carry none."""
+    mine = await _deleted_while_waiting(
+        app,
+        "DELETE FROM users WHERE id = :id",
+        alice.id,
+        client.patch("/api/v1/users/me", json={"full_name": "Late"}, headers=alice.headers),
+    )
+    assert assert_problem(mine, 401)["detail"] == ACCOUNT_GONE
+    theirs = await _deleted_while_waiting(
+        app,
+        "DELETE FROM users WHERE id = :id",
+        bob.id,
+        client.patch(f"/api/v1/users/{bob.id}", json={"full_name": "Late"}, headers=admin.headers),
+    )
+    assert_problem(theirs, 404)
