@@ -2,7 +2,7 @@
 
 import itertools
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -74,6 +74,14 @@ async def make_account(
     assert signed_in.status_code == 200, signed_in.text
     tokens = signed_in.json()
     return Account(email, password, user, tokens, bearer(tokens))
+
+
+async def signed_in_again(client: AsyncClient, who: Account) -> Account:
+    """The same account in a new login session."""
+    signed_in = await login(client, who.email, who.password)
+    assert signed_in.status_code == 200, signed_in.text
+    tokens = signed_in.json()
+    return replace(who, tokens=tokens, headers=bearer(tokens))
 
 
 async def create(client: AsyncClient, who: Account, resource: str, **body: Any) -> dict[str, Any]:

@@ -213,6 +213,18 @@ async def test_logout_all_through_the_api_ends_the_admin_sign_in(
     assert_sent_to_login(await http.get("/admin/"))
 
 
+async def test_losing_superuser_rights_ends_the_admin_sign_in_for_good(
+    client: AsyncClient, browser: AdminClient, admin: Account, account: AccountFactory
+) -> None:
+    other = await account(superuser=True)
+    http = await signed_in(browser, other)
+    path = f"/api/v1/users/{other.id}"
+    for rights in (False, True):  # demoted, then promoted again before the cookie is used
+        body = {"is_superuser": rights}
+        assert (await client.patch(path, json=body, headers=admin.headers)).status_code == 200
+    assert_sent_to_login(await http.get("/admin/"))
+
+
 async def test_an_admin_sign_in_outlives_the_pruning_of_api_sessions(
     app: FastAPI, client: AsyncClient, browser: AdminClient, admin: Account
 ) -> None:
@@ -643,6 +655,23 @@ async def test_a_malformed_or_unknown_id_is_not_found(
     assert (await http.delete(f"/admin/{view}/delete?pks=not-an-id")).status_code == 404
     unknown = await http.delete(f"/admin/{view}/delete?pks={uuid.uuid4()}")
     assert unknown.text.endswith("?error=404%3A+Object+not+found")  # the page to show next
+
+
+async def test_no_row_names_a_file_to_download(
+    client: AsyncClient, browser: AdminClient, admin: Account, alice: Account
+) -> None:
+    """sqladmin serves a column's value as a file under the working directory; no column here
+    holds a file, and a hero named after one (the database, `.env`) must not hand it out."""
+    body = {"name": "pyproject.toml", "secret_name": ".env"}
+    hero = (await client.post("/api/v1/heroes", json=body, headers=alice.headers)).json()
+    http = await signed_in(browser, admin)
+    for column in ("name", "secret_name"):
+        for action in ("download", "preview"):
+            response = await http.get(f"/admin/hero/{hero['id']}/{column}/{action}/")
+            assert response.status_code == 404, (column, action)
+            assert "[tool.poetry" not in response.text
+        missing = await http.get(f"/admin/hero/{uuid.uuid4()}/{column}/preview/")
+        assert missing.status_code == 404
 
 
 async def test_a_method_a_page_does_not_take_is_405_with_allow(

@@ -16,7 +16,15 @@ from project.accounts import EMAIL_TAKEN
 from project.app import create_app
 from project.config import Settings
 from tests.conftest import ROOT, AccountFactory
-from tests.factories import PASSWORD, Account, assert_problem, bearer, create, login
+from tests.factories import (
+    PASSWORD,
+    Account,
+    assert_problem,
+    bearer,
+    create,
+    login,
+    signed_in_again,
+)
 
 ME = "/api/v1/users/me"
 
@@ -207,6 +215,26 @@ async def test_the_last_active_superuser_cannot_remove_themselves(
     ).status_code == 200
 
 
+async def test_losing_superuser_rights_ends_every_session(
+    client: AsyncClient, admin: Account, account: AccountFactory
+) -> None:
+    """Sessions are renewed when rights change (OWASP): none signed in as a superuser lives on,
+    to come back to life if the rights do."""
+    other = await account(superuser=True)
+    path = f"/api/v1/users/{other.id}"
+    for rights in (False, True):
+        body = {"is_superuser": rights}
+        assert (await client.patch(path, json=body, headers=admin.headers)).status_code == 200
+    assert (await client.get(ME, headers=other.headers)).status_code == 401
+    refresh = {"refresh_token": other.tokens["refresh_token"]}
+    assert (await client.post("/api/v1/auth/refresh", json=refresh)).status_code == 401
+    # A change that takes no rights away keeps them.
+    other = await signed_in_again(client, other)
+    for body in ({"full_name": "O"}, {"is_superuser": True}):
+        assert (await client.patch(path, json=body, headers=admin.headers)).status_code == 200
+    assert (await client.get(ME, headers=other.headers)).status_code == 200
+
+
 async def test_superuser_cannot_take_a_taken_email(
     client: AsyncClient, alice: Account, bob: Account, admin: Account
 ) -> None:
@@ -240,8 +268,10 @@ async def test_two_superusers_demoting_each_other_at_once_leave_one(
                 for target, by in ((other, admin), (admin, other))
             )
         )
-        # The loser is refused as no superuser any more (403), or as demoting the last (409).
-        assert sorted(r.status_code for r in responses) in ([200, 403], [200, 409])
+        # The loser is refused: its session ended with its rights (401), it is no superuser
+        # any more (403), or it would demote the last (409).
+        assert sorted(r.status_code for r in responses) in ([200, 401], [200, 403], [200, 409])
+        admin, other = [await signed_in_again(client, a) for a in (admin, other)]
         left = [
             a
             for a in (admin, other)

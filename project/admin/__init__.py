@@ -54,9 +54,16 @@ class AppSessions(async_sessionmaker[AsyncSession]):
         return database.sessions(**local_kw)
 
 
+# sqladmin serves a column's value as the path of a file to download or preview. No column
+# here holds a file, and any user can name a hero `heroes.db` or `.env`: these routes go.
+FILE_ROUTES = frozenset({"file_download", "file_preview"})
+
+
 class HeroesAdmin(Admin):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        routes = self.admin.router.routes
+        routes[:] = [route for route in routes if getattr(route, "name", None) not in FILE_ROUTES]
         page = self.admin.exception_handlers.get(HTTPException)
         if page is None:  # sqladmin no longer renders errors itself: nothing to amend
             return

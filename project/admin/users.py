@@ -108,7 +108,11 @@ class UserAdmin(AppView, model=User):
             user = await session.get(User, as_uuid(pk))
             if user is None:
                 raise ValueError(GONE)
-            ends_sessions = hashed is not None or (user.is_active and not changes.is_active)
+            ends_sessions = (
+                hashed is not None
+                or (user.is_active and not changes.is_active)
+                or (user.is_superuser and not changes.is_superuser)
+            )
             if not (changes.is_active and changes.is_superuser):
                 await ensure_not_last_superuser(session, user)
             user.sqlmodel_update(changes.model_dump())

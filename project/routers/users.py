@@ -56,7 +56,10 @@ async def _apply(
     session: AsyncSession, user: User, changes: UserUpdateMe, gone: ProblemError
 ) -> User:
     data = changes.model_dump(exclude_unset=True)
-    ends_sessions = data.get("is_active") is False and user.is_active
+    # Losing rights ends every session: none outlives the rights it was signed in with.
+    ends_sessions = (data.get("is_active") is False and user.is_active) or (
+        data.get("is_superuser") is False and user.is_superuser
+    )
     if data.get("is_active") is False or data.get("is_superuser") is False:
         await ensure_not_last_superuser(session, user)
     for field, value in data.items():
@@ -170,7 +173,8 @@ async def read_user(user: AnyUser) -> User:
     responses={**USER_PROBLEMS, **problems(status.HTTP_409_CONFLICT)},
 )
 async def update_user(body: UserUpdate, session: SessionDep, user: AnyUser) -> User:
-    """Change an account (superusers only). Deactivating it ends all its sessions at once."""
+    """Change an account (superusers only). Deactivating it or taking its superuser rights
+    ends all its sessions at once."""
     return await _apply(session, user, body, NotFound("user"))
 
 
