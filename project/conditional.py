@@ -23,6 +23,12 @@ def make_etag(version: int, *embedded: object) -> str:
 REVALIDATE = "private, no-cache"
 
 
+def _header(request: Request, name: str) -> str | None:
+    """A precondition header; sent on several lines, it is one list (RFC 9110 §5.3)."""
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if lines else None
+
+
 def _names(header: str | None, etag: str, *, weak: bool) -> bool:
     """Whether a precondition header lists `*` or the current tag (a weak comparison
     ignores `W/`); False when there is no header."""
@@ -38,10 +44,10 @@ def not_modified(request: Request, etag: str) -> Response | None:
     """A read's preconditions (RFC 9110 §13.2.2): 412 when `If-Match`, if sent, names
     neither `*` nor the current tag (strong comparison); a 304 when `If-None-Match` names it
     (weak comparison); else None."""
-    if_match = request.headers.get("if-match")
+    if_match = _header(request, "if-match")
     if if_match is not None and not _names(if_match, etag, weak=False):
         raise PreconditionFailed()
-    if _names(request.headers.get("if-none-match"), etag, weak=True):
+    if _names(_header(request, "if-none-match"), etag, weak=True):
         headers = {"ETag": etag, "Cache-Control": REVALIDATE}
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return None
@@ -51,8 +57,8 @@ def require_match(request: Request, etag: str) -> None:
     """412 unless a change's preconditions hold (RFC 9110 §13.2.2): `If-Match`, when sent,
     names `*` or the current tag (strong comparison), and `If-None-Match`, when sent, names
     neither (weak comparison; `If-None-Match: *` on a change of an existing row fails)."""
-    if_match = request.headers.get("if-match")
+    if_match = _header(request, "if-match")
     if if_match is not None and not _names(if_match, etag, weak=False):
         raise PreconditionFailed()
-    if _names(request.headers.get("if-none-match"), etag, weak=True):
+    if _names(_header(request, "if-none-match"), etag, weak=True):
         raise PreconditionFailed("`If-None-Match` names the current version.")

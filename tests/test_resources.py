@@ -149,6 +149,26 @@ async def test_a_stale_if_match_changes_nothing(
     assert unchanged.json() == current.json()
 
 
+async def test_a_precondition_sent_on_several_lines_is_one_list(
+    client: AsyncClient, alice: Account, kind: str
+) -> None:
+    """RFC 9110 §5.3: a header repeated on several lines means one comma-separated list."""
+    item = await _make(client, alice, kind)
+    path = f"/api/v1/{kind}/{item['id']}"
+    etag = (await client.get(path, headers=alice.headers)).headers["etag"]
+    auth = list(alice.headers.items())
+
+    def lines(name: str) -> list[tuple[str, str]]:
+        return [*auth, (name, '"0"'), (name, etag)]
+
+    assert (await client.get(path, headers=lines("If-None-Match"))).status_code == 304
+    refused = await client.patch(path, json={TEXT[kind]: "No"}, headers=lines("If-None-Match"))
+    assert_problem(refused, 412)
+    patched = await client.patch(path, json={TEXT[kind]: "Yes"}, headers=lines("If-Match"))
+    assert patched.status_code == 200, patched.text
+    assert patched.json()[TEXT[kind]] == "Yes"
+
+
 async def test_a_current_or_star_if_match_goes_through(
     client: AsyncClient, alice: Account, kind: str
 ) -> None:
