@@ -239,16 +239,20 @@ async def _request_validation_error(request: Request, exc: Exception) -> Problem
 
 CONFLICT = "The request conflicts with the current state of the data."
 ACCOUNT_GONE = "Your account no longer exists."
-# What a broken foreign key means to the caller, by the column that holds it (constraint
-# names follow the naming convention, `fk_<table>_<column>_<referred table>`): a row the
-# request refers to was deleted while the request ran. The owner or user is the caller.
+# What a broken foreign key means to the caller, by its name (the naming convention's
+# `fk_<table>_<column>_<referred table>`): a row the request refers to was deleted while the
+# request ran. Every owned table's `owner_id` names the caller, whatever the table.
 _GONE_MEANWHILE: dict[str, Callable[[], ProblemError]] = {
-    "owner_id_users": lambda: AuthenticationFailed(ACCOUNT_GONE),
-    "user_id_users": lambda: AuthenticationFailed(ACCOUNT_GONE),
-    "team_id_teams": lambda: InvalidField(["body", "team_id"], "The team was just deleted."),
-    "power_id_powers": lambda: InvalidField(["body", "power_ids"], "A power was just deleted."),
-    "hero_id_heroes": lambda: NotFound("hero"),
+    "fk_auth_sessions_user_id_users": lambda: AuthenticationFailed(ACCOUNT_GONE),
+    "fk_heroes_team_id_teams": lambda: InvalidField(
+        ["body", "team_id"], "The team was just deleted."
+    ),
+    "fk_hero_powers_power_id_powers": lambda: InvalidField(
+        ["body", "power_ids"], "A power was just deleted."
+    ),
+    "fk_hero_powers_hero_id_heroes": lambda: NotFound("hero"),
 }
+_OWNER_GONE = "_owner_id_users"
 
 
 def integrity_problem(exc: IntegrityError, conflict: str = CONFLICT) -> ProblemError:
@@ -262,9 +266,10 @@ def integrity_problem(exc: IntegrityError, conflict: str = CONFLICT) -> ProblemE
         return Conflict(conflict)
     names = (str(getattr(error, "constraint_name", None) or "") for error in errors)
     name = next((name for name in names if name), "")
-    for column, problem in _GONE_MEANWHILE.items():
-        if name.endswith(column):
-            return problem()
+    if name in _GONE_MEANWHILE:
+        return _GONE_MEANWHILE[name]()
+    if name.endswith(_OWNER_GONE):
+        return AuthenticationFailed(ACCOUNT_GONE)
     return Conflict(CONFLICT)
 
 

@@ -1,6 +1,6 @@
 """The engine's SQLite set-up and its pool hygiene, on a SQLite file of the test's own (the
 PostgreSQL side is covered against a real server in test_connections.py and test_faults.py),
-and the pool's fairness on the test database."""
+the pool's fairness on the test database, and what a broken foreign key tells the caller."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.util import greenlet_spawn
 
 from project.config import Settings
 from project.database import Database, checkout
 from project.direct import reader
+from project.errors import FOREIGN_KEY_VIOLATION, InvalidField, integrity_problem
 
 
 @pytest.fixture
@@ -136,3 +138,30 @@ async def test_connections_returned_while_others_wait_go_to_them_not_closed(
         await greenlet_spawn(lambda: (kept.close(), overflow.close()))
         await asyncio.gather(*waiting)
         assert opened == 2  # the two the pool had; none closed and opened again
+
+
+class _DriverError(Exception):
+    sqlstate = FOREIGN_KEY_VIOLATION
+
+    def __init__(self, constraint_name: str) -> None:
+        super().__init__(constraint_name)
+        self.constraint_name = constraint_name
+
+
+@pytest.mark.parametrize(
+    ("constraint", "expected"),
+    [
+        ("fk_heroes_team_id_teams", (422, ["body", "team_id"])),
+        ("fk_hero_powers_power_id_powers", (422, ["body", "power_ids"])),
+        ("fk_hero_powers_hero_id_heroes", (404, None)),
+        ("fk_auth_sessions_user_id_users", (401, None)),
+        ("fk_missions_owner_id_users", (401, None)),  # any owned table's owner is the caller
+        ("fk_missions_hero_id_heroes", (409, None)),  # a key of its own, not a hero's powers
+    ],
+)
+def test_a_broken_foreign_key_answers_for_the_row_it_names(
+    constraint: str, expected: tuple[int, list[str] | None]
+) -> None:
+    problem = integrity_problem(IntegrityError("INSERT", None, _DriverError(constraint)))
+    field = problem.errors[0].loc if isinstance(problem, InvalidField) else None
+    assert (problem.status_code, field) == expected

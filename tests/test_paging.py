@@ -120,6 +120,18 @@ async def test_bad_list_queries_are_422(client: AsyncClient, alice: Account, que
     assert_problem(await client.get(f"/api/v1/heroes?{query}", headers=alice.headers), 422)
 
 
+@pytest.mark.parametrize("collection", ["teams", "heroes", "powers", "users"])
+async def test_a_search_for_a_nul_character_is_422_in_words(
+    client: AsyncClient, admin: Account, collection: str
+) -> None:
+    searched = await client.get(f"/api/v1/{collection}?q=a%00b", headers=admin.headers)
+    [error] = assert_problem(searched, 422)["errors"]
+    assert (error["loc"], error["msg"]) == (
+        ["query", "q"],
+        "String should not contain a NUL character",
+    )
+
+
 async def test_garbage_and_forged_cursors_are_422(client: AsyncClient, alice: Account) -> None:
     for n in range(3):
         await create(client, alice, "powers", name=f"P{n}")
