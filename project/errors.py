@@ -45,6 +45,20 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
 
+# RFC 9110's names for statuses Python named otherwise before 3.13: a problem's title stays
+# the same from one occurrence (and Python version) to the next (RFC 9457 §3.1.4).
+_TITLES = {
+    status.HTTP_413_CONTENT_TOO_LARGE: "Content Too Large",
+    status.HTTP_414_URI_TOO_LONG: "URI Too Long",
+    status.HTTP_416_RANGE_NOT_SATISFIABLE: "Range Not Satisfiable",
+    status.HTTP_422_UNPROCESSABLE_CONTENT: "Unprocessable Content",
+}
+
+
+def title(status_code: int) -> str:
+    return _TITLES.get(status_code) or HTTPStatus(status_code).phrase
+
+
 def problem_response(
     status_code: int,
     detail: str,
@@ -53,7 +67,7 @@ def problem_response(
 ) -> ProblemResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
-        "title": HTTPStatus(status_code).phrase,
+        "title": title(status_code),
         "status": status_code,
         "detail": detail,
     }
@@ -206,7 +220,7 @@ async def _problem_error(request: Request, exc: Exception) -> ProblemResponse:
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else title(exc.status_code)
     if exc.status_code == status.HTTP_404_NOT_FOUND and detail == "Not Found":
         detail = f"No route matches {request.url.path}."
     headers = dict(exc.headers or {})

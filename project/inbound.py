@@ -84,14 +84,19 @@ def _check_body(request: Request, kind: str) -> None:
     if len(set(request.headers.getlist("content-type"))) > 1:
         raise UnsupportedMediaType("Send one Content-Type header, not several.")
     media_type, charset = _media_type(request)
-    if kind == "form":
-        if media_type not in FORM_TYPES:
-            raise UnsupportedMediaType("Send this body as application/x-www-form-urlencoded.")
-        return
-    if not _is_json(media_type):
-        raise UnsupportedMediaType("Send this body as application/json.")
-    if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8
-        raise UnsupportedMediaType(f"JSON is read as UTF-8, not {charset}.")
+    # RFC 9110 §15.5.16 and RFC 5789 §2.2: a 415 says which media types are accepted.
+    accepted = {"Accept": ", ".join(sorted(FORM_TYPES)) if kind == "form" else "application/json"}
+    if kind == "json" and request.method == "PATCH":
+        accepted["Accept-Patch"] = "application/json"
+    if kind == "form" and media_type not in FORM_TYPES:
+        raise UnsupportedMediaType(
+            "Send this body as application/x-www-form-urlencoded or multipart/form-data.",
+            accepted,
+        )
+    if kind == "json" and not _is_json(media_type):
+        raise UnsupportedMediaType("Send this body as application/json.", accepted)
+    if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8; forms too here
+        raise UnsupportedMediaType(f"Bodies are read as UTF-8, not {charset}.", accepted)
 
 
 def _check_query(query: bytes) -> None:

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, event, false
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, String, event, false
 from sqlalchemy import Text as SQLText
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper
@@ -85,6 +85,14 @@ def _updated_at() -> Any:
     )
 
 
+def _sort_key(length: int) -> String:
+    """A string a list sorts on, ordered by code point on every database, as SQLite always
+    orders: PostgreSQL's default collation follows the cluster's locale (`en_US` ignores
+    blanks and punctuation), so a page would come in another order in production than in
+    development, and on one cluster than on another."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 def _version_column() -> Column[int]:
     """The row version: SQLAlchemy bumps it on every UPDATE and makes the UPDATE conditional
     on the version that was read, so a concurrent change fails instead of being overwritten."""
@@ -141,7 +149,7 @@ class User(UserBase, table=True):
     __tablename__ = "users"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    email: str = Field(max_length=254, unique=True)
+    email: str = Field(max_length=254, unique=True, sa_type=_sort_key(254))
     # What `q` searches (set on flush, see `_keep_full_name_key`): any length, since one
     # character can fold to many.
     full_name_key: str | None = Field(default=None, sa_type=SQLText)
@@ -205,7 +213,9 @@ class Team(TeamBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
+    name_key: str = Field(  # set on flush
+        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
+    )
     version: int = Field(default=1, sa_column=_team_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -267,7 +277,9 @@ class Power(PowerBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
+    name_key: str = Field(  # set on flush
+        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
+    )
     version: int = Field(default=1, sa_column=_power_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -321,7 +333,9 @@ class Hero(HeroBase, table=True):
     team_id: uuid.UUID | None = Field(
         default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
     )
-    name_key: str = Field(default="", max_length=NAME_KEY_BYTES, index=True)  # set on flush
+    name_key: str = Field(  # set on flush
+        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
+    )
     age: int | None = Field(default=None, index=True)
     version: int = Field(default=1, sa_column=_hero_version)
     created_at: datetime = _created_at()

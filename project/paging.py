@@ -135,6 +135,9 @@ def _sort_key(value: Any, sql_type: TypeEngine[Any]) -> Any:
     if isinstance(impl, String):
         if not isinstance(value, str):
             raise ValueError("not a string")
+        if "\x00" in value:
+            raise ValueError("a NUL character")
+        value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
         return value
     # A sort on a column of another type needs its own case here (and in `Pager.encode`).
     raise NotImplementedError(f"cursors cannot carry a sort key of type {sql_type}")

@@ -94,7 +94,16 @@ def fetched(name: str) -> dict[int | str, dict[str, Any]]:
     of a stale `If-Match`."""
     return {
         status.HTTP_200_OK: {"description": f"The {name}.", "headers": _ETAG},
-        status.HTTP_304_NOT_MODIFIED: {"description": "Unchanged since the `If-None-Match` tag."},
+        status.HTTP_304_NOT_MODIFIED: {
+            "description": "Unchanged since the `If-None-Match` tag.",
+            "headers": {
+                **_ETAG,
+                "Cache-Control": {
+                    "description": "As the 200 said it (RFC 9110 §15.4.5).",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
         **problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
     }
 

@@ -47,6 +47,8 @@ async def test_register_returns_the_user_without_any_secret(client: AsyncClient)
     assert user["created_at"] == user["updated_at"]
     assert "argon2" not in response.text
     assert PASSWORD not in response.text
+    # The new account's own URL (RFC 9110 §15.3.2), where a superuser finds it.
+    assert response.headers["location"] == f"http://testserver/api/v1/users/{user['id']}"
 
 
 async def test_register_accepts_test_domains_but_not_unroutable_ones(client: AsyncClient) -> None:

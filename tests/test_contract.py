@@ -20,7 +20,14 @@ from project.app import create_app
 from project.config import Settings
 from project.database import SessionDep
 from tests.conftest import ROOT
-from tests.factories import PRODUCTION_DATABASE, Account, assert_problem, production_settings
+from tests.factories import (
+    PRODUCTION_DATABASE,
+    Account,
+    assert_problem,
+    create,
+    login,
+    production_settings,
+)
 
 
 async def test_unknown_path_is_a_problem(client: AsyncClient) -> None:
@@ -64,7 +71,7 @@ async def test_a_body_over_the_limit_is_413_before_it_is_read(
     declared = await client.post(
         "/api/v1/teams", content=huge, headers={**alice.headers, "Content-Type": "application/json"}
     )
-    assert_problem(declared, 413)
+    assert assert_problem(declared, 413)["title"] == "Content Too Large"  # RFC 9110's name
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
         for start in range(0, len(huge), 65536):
@@ -93,6 +100,36 @@ async def test_a_body_that_is_not_json_is_415(
         "/api/v1/teams", content=b'{"name": "A", "headquarters": "B"}', headers=headers
     )
     assert_problem(response, 415)
+    assert response.headers["accept"] == "application/json"  # what it takes (RFC 9110)
+
+
+async def test_a_patch_refused_for_its_media_type_says_which_one_it_takes(
+    client: AsyncClient, alice: Account
+) -> None:
+    team = await create(client, alice, "teams", name="A", headquarters="B")
+    response = await client.patch(
+        f"/api/v1/teams/{team['id']}",
+        content=b"name=C",
+        headers={**alice.headers, "Content-Type": "text/plain"},
+    )
+    assert_problem(response, 415)
+    assert response.headers["accept-patch"] == "application/json"  # RFC 5789 §2.2
+
+
+async def test_a_sign_in_form_in_another_charset_is_415(
+    client: AsyncClient, alice: Account
+) -> None:
+    """Read as UTF-8, `é` in Latin-1 would be another password, and a failed sign-in."""
+    for content_type in ("application/x-www-form-urlencoded; charset=ISO-8859-1", "text/plain"):
+        response = await client.post(
+            "/api/v1/auth/login",
+            content=b"username=alice%40example.com&password=caf%E9caf%E9",
+            headers={"Content-Type": content_type},
+        )
+        assert_problem(response, 415)
+        accept = "application/x-www-form-urlencoded, multipart/form-data"
+        assert response.headers["accept"] == accept
+    assert (await login(client, alice.email, alice.password)).status_code == 200
 
 
 async def test_json_with_a_charset_or_a_json_suffix_is_fine(

@@ -77,6 +77,29 @@ async def test_every_sort_field_both_ways_walks_every_row_once(
             assert [i["id"] for i in walked] == _expected(everything, field, descending), sort
 
 
+# Names whose order a locale-aware collation (PostgreSQL's `en_US`) changes: it ignores
+# blanks and punctuation, and puts accented letters next to their base letter.
+LOCALE_SENSITIVE = ["a b", "ab", "a-c", "a_b", "aa", "B", "_x", "Zz", "é", "f", "10", "9"]
+
+
+async def test_names_and_emails_sort_by_code_point_on_every_database(
+    client: AsyncClient, admin: Account
+) -> None:
+    """The order a list comes in is the same in development (SQLite) and on any PostgreSQL."""
+    for name in LOCALE_SENSITIVE:
+        await create(client, admin, "teams", name=name, headquarters="HQ")
+        local = name.replace(" ", "+").replace("é", "e.e")
+        body = {"email": f"{local}@example.com", "password": "long enough password"}
+        assert (await client.post("/api/v1/auth/register", json=body)).status_code == 201
+    teams = await _walk(client, admin, "/api/v1/teams?sort=name&limit=5")
+    names = [team["name"] for team in teams]
+    assert names == sorted(LOCALE_SENSITIVE, key=str.casefold)
+    users = await _walk(client, admin, "/api/v1/users?sort=-email&limit=5")
+    emails = [user["email"] for user in users]
+    assert emails == sorted(emails, reverse=True)
+    assert len(emails) == len(LOCALE_SENSITIVE) + 1
+
+
 async def test_default_sort_is_oldest_first(client: AsyncClient, alice: Account) -> None:
     created = [await create(client, alice, "powers", name=f"P{n}") for n in range(5)]
     listed = (await client.get("/api/v1/powers", headers=alice.headers)).json()["items"]
@@ -174,6 +197,8 @@ def _resigned(app: FastAPI, cursor: str, key: Any) -> str:
         ("teams", "created_at", "2020"),
         ("teams", "created_at", {"datetime": "2020-01-01T00:00:00"}),
         ("teams", "name", [1]),
+        ("teams", "name", "nul\x00byte"),  # PostgreSQL cannot take it
+        ("powers", "name", "\ud800"),  # a lone surrogate: not text in any encoding
         ("heroes", "age", [1]),
         ("heroes", "age", 10**30),
         ("heroes", "age", 2**40),  # a 64-bit number, but the column is 32-bit on PostgreSQL

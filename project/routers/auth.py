@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import Form, Request, status
+from fastapi import Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from project import login_sessions
@@ -32,11 +32,27 @@ class LoginForm(BaseModel):
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=problems(status.HTTP_409_CONFLICT),
+    responses={
+        status.HTTP_201_CREATED: {
+            "description": "The new account.",
+            "headers": {
+                "Location": {
+                    "description": "The account's URL, which superusers read; its owner"
+                    " reads `/api/v1/users/me`.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **problems(status.HTTP_409_CONFLICT),
+    },
 )
-async def register(body: UserCreate, session: SessionDep, hasher: HasherDep) -> User:
+async def register(
+    body: UserCreate, session: SessionDep, hasher: HasherDep, request: Request, response: Response
+) -> User:
     """Create an account."""
-    return await create_user(session, hasher, body.email, body.password, body.full_name)
+    user = await create_user(session, hasher, body.email, body.password, body.full_name)
+    response.headers["Location"] = str(request.url_for("read_user", id=user.id))
+    return user
 
 
 @router.post(
@@ -54,6 +70,14 @@ async def register(body: UserCreate, session: SessionDep, hasher: HasherDep) -> 
             ),
         },
     ),
+    # The same form as multipart, as `fetch` sends a `FormData`.
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/LoginForm"}}
+            }
+        }
+    },
 )
 async def login(
     form: Annotated[LoginForm, Form()],
