@@ -14,6 +14,7 @@ from project.accounts import ensure_superuser
 from project.admin import install_admin
 from project.config import Settings, get_settings
 from project.database import Database, migrate
+from project.docs import install_docs
 from project.errors import FieldError, Problem, install_error_handlers
 from project.logs import configure_logging, flush_logs
 from project.metrics import install_metrics
@@ -134,8 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        docs_url=None,  # see project/docs.py
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         generate_unique_id_function=_operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for route in module.router.routes
         if isinstance(route, APIRoute)
     ]
+    install_docs(app)
     install_metrics(app, settings)
     install_admin(app, settings)
     return app

@@ -355,6 +355,21 @@ async def test_docs_get_a_csp_that_lets_swagger_ui_load(client: AsyncClient) -> 
     assert "https://cdn.jsdelivr.net" in csp and "frame-ancestors 'none'" in csp
 
 
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_load_only_pinned_files_the_browser_checks(
+    client: AsyncClient, page: str
+) -> None:
+    """A file from the CDN runs only as released: one version, its hash checked (SRI)."""
+    html = (await client.get(page)).text
+    tags = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"https://cdn[^>]*>", html)
+    assert tags, html
+    for tag in tags:
+        assert re.search(r"@\d+\.\d+\.\d+/", tag), tag
+        assert re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}"', tag), tag
+        assert 'crossorigin="anonymous"' in tag, tag
+    assert "fonts.googleapis.com" not in html  # the page's CSP would refuse it anyway
+
+
 async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
     preflight = {
         "Access-Control-Request-Method": "PATCH",
