@@ -213,6 +213,9 @@ class AccessTokenBearer(OAuth2PasswordBearer):
         )
 
     async def __call__(self, request: Request) -> Claims:  # type: ignore[override]
+        if len(request.headers.getlist("authorization")) > 1:
+            # One is read and a proxy may have checked another: trust neither.
+            raise AuthenticationFailed("Send one Authorization header, not several.")
         token = await super().__call__(request)
         if not token:
             raise AuthenticationFailed("Not authenticated: send `Authorization: Bearer <token>`.")

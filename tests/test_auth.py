@@ -258,6 +258,20 @@ async def test_forged_tokens_are_refused(client: AsyncClient, alice: Account, fo
     assert (await client.get(ME, headers=alice.headers)).status_code == 200
 
 
+async def test_two_authorization_headers_are_refused_in_either_order(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    """A proxy that checked the last one and a service that reads the first would disagree."""
+    genuine = alice.headers["Authorization"]
+    for pair in ((genuine, "Bearer forged"), ("Bearer forged", genuine), (genuine, genuine)):
+        headers = [("Authorization", value) for value in pair]
+        for path in (ME, "/api/v1/teams", f"/api/v1/heroes/{uuid.uuid4()}"):
+            response = await client.get(path, headers=headers)
+            assert assert_problem(response, 401)["detail"].startswith("Send one"), path
+    mixed = [("Authorization", genuine), ("Authorization", bob.headers["Authorization"])]
+    assert_problem(await client.get(ME, headers=mixed), 401)
+
+
 async def test_a_re_signed_genuine_payload_is_accepted(client: AsyncClient, alice: Account) -> None:
     """The forgery tests fail for the right reason: the same claims, properly signed, pass."""
     token = _forge(_claims(alice))
