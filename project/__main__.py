@@ -5,6 +5,9 @@
   the shell history and the process list);
 * `python -m project prune-sessions`: delete ended login sessions and expired refresh
   tokens of every user (a sign-in does it for its own user), for a daily cron job;
+* `python -m project unlock-sign-in --email someone@example.com`: forget the failed sign-ins
+  of an email, so that its owner, locked out by someone guessing, gets in before the
+  throttling window has passed;
 * `python -m project check-settings`: exit 0 if the settings are valid, otherwise say why and
   exit 2 (the start script runs it first, so that a bad setting stops the start instead of
   every worker failing, and failing again, as the server replaces it).
@@ -23,12 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
-from project import login_sessions
+from project import login_sessions, throttle
 from project.accounts import ensure_superuser
 from project.config import get_settings
 from project.database import Database, migrate
 from project.models import User, UserCreate
 from project.security import PasswordHasher
+from project.text import canonical_email
 
 
 @asynccontextmanager
@@ -71,6 +75,13 @@ async def _prune_sessions() -> tuple[int, int]:
         return counts
 
 
+async def _unlock(email: str) -> int:
+    async with _database() as database, database.session(write=True) as session:
+        forgotten = await throttle.unlock(session, email)
+        await session.commit()
+        return forgotten
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m project")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "prune-sessions", help="delete ended login sessions and expired refresh tokens"
     )
+    unlock = commands.add_parser(
+        "unlock-sign-in", help="forget an email's failed sign-ins, ending its lock at once"
+    )
+    unlock.add_argument("--email", required=True)
     commands.add_parser("check-settings", help="check the settings and say what is wrong")
     args = parser.parse_args(argv)
 
@@ -101,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prune-sessions":
         sessions, tokens = asyncio.run(_prune_sessions())
         print(f"Deleted {sessions} ended sessions and {tokens} more expired refresh tokens.")
+        return 0
+    if args.command == "unlock-sign-in":
+        email = canonical_email(args.email)
+        print(f"Forgot {asyncio.run(_unlock(email))} sign-in attempts for {email}.")
         return 0
 
     if not args.email:

@@ -33,6 +33,13 @@ LOCKED = "Too many failed sign-in attempts; wait before trying again."
 AT_ONCE = "Too many sign-in attempts at once; try again in a moment."
 
 
+async def unlock(session: AsyncSession, email: str) -> int:
+    """Forget every recorded sign-in attempt for an email, so its owner may sign in at once;
+    how many there were. The caller commits."""
+    result = await session.execute(delete(LoginAttempt).where(col(LoginAttempt.email) == email))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def begin_attempt(
     session: AsyncSession, settings: Settings, email: str, client: str
 ) -> uuid.UUID:

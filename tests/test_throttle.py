@@ -1,6 +1,9 @@
 """Login throttling: per email and per client address, counted in the database."""
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +18,7 @@ from project import throttle
 from project.config import Settings
 from project.models import LoginAttempt, utcnow
 from project.throttle import AT_ONCE, LOCKED
+from tests.conftest import ROOT
 from tests.factories import Account, assert_problem, login
 
 WINDOW = 900
@@ -68,6 +72,22 @@ async def test_the_owner_gets_back_in_once_the_window_has_passed(
     assert await _fail(client, alice.email, 10) == [429] * 10
     await _age_attempts(app, timedelta(seconds=WINDOW + 1))
     assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_an_operator_can_unlock_an_email_at_once(
+    client: AsyncClient, database_url: str, alice: Account, bob: Account
+) -> None:
+    for who in (alice, bob):
+        await _fail(client, who.email, 5)
+    env = {**os.environ, "DATABASE_URL": database_url, "AUTO_MIGRATE": "false"}
+    command = [sys.executable, "-m", "project", "unlock-sign-in", "--email", " Alice@Example.com"]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Forgot 5 sign-in attempts for alice@example.com." in done.stdout
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+    assert_problem(await login(client, bob.email, bob.password), 429)  # only the one named
 
 
 async def test_the_window_slides(app: FastAPI, client: AsyncClient, alice: Account) -> None:
