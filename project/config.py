@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "heroes-api"
     access_token_minutes: int = Field(default=15, ge=1)
     refresh_token_days: int = Field(default=14, ge=1)
+    session_max_days: int = Field(
+        default=30, ge=1, description="A login session ends this long after its sign-in."
+    )
 
     password_hash_concurrency: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=64, ge=1)

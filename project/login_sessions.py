@@ -20,10 +20,13 @@ def _digest(token: str) -> str:
 
 
 def _issue(
-    session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID, sid: uuid.UUID
+    session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID, login: AuthSession
 ) -> TokenPair:
-    access, _ = tokens.encode("access", user_id, sid)
-    refresh, claims = tokens.encode("refresh", user_id, sid)
+    """The next token pair of a login session; neither outlives the session's absolute
+    lifetime (`SESSION_MAX_DAYS` after its sign-in), however often it is refreshed."""
+    sid, ends = login.id, login.created_at + tokens.session_lifetime
+    access, access_claims = tokens.encode("access", user_id, sid, ends)
+    refresh, claims = tokens.encode("refresh", user_id, sid, ends)
     session.add(
         RefreshToken(
             id=claims.token_id,
@@ -35,7 +38,7 @@ def _issue(
     return TokenPair(
         access_token=access,
         refresh_token=refresh,
-        expires_in=int(tokens.lifetimes["access"].total_seconds()),
+        expires_in=max(0, round((access_claims.expires_at - utcnow()).total_seconds())),
     )
 
 
@@ -43,7 +46,7 @@ async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -
     """Open a new login session and return its first token pair (the caller commits)."""
     login = AuthSession(user_id=user_id)
     session.add(login)
-    return _issue(session, tokens, user_id, login.id)
+    return _issue(session, tokens, user_id, login)
 
 
 async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> RefreshToken:
@@ -77,27 +80,30 @@ async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
     raise AuthenticationFailed()
 
 
-async def _live_session(session: AsyncSession, sid: uuid.UUID) -> uuid.UUID:
-    user_id = await session.scalar(
-        select(col(User.id))
-        .join(AuthSession, col(AuthSession.user_id) == User.id)
+async def _live_session(session: AsyncSession, sid: uuid.UUID) -> AuthSession:
+    login = await session.scalar(
+        select(AuthSession)
+        .join(User, col(AuthSession.user_id) == User.id)
         .where(
             col(AuthSession.id) == sid,
             col(AuthSession.revoked_at).is_(None),
             col(User.is_active).is_(True),
         )
     )
-    if user_id is None:
+    if login is None:
         await session.rollback()
         raise AuthenticationFailed()
-    return user_id
+    return login
 
 
 async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> TokenPair:
     """Spend a refresh token and issue the next pair of the same session."""
     spent = await _spend(session, tokens, refresh_token)
-    user_id = await _live_session(session, spent.session_id)
-    pair = _issue(session, tokens, user_id, spent.session_id)
+    login = await _live_session(session, spent.session_id)
+    if login.created_at + tokens.session_lifetime <= utcnow():
+        await session.rollback()
+        raise AuthenticationFailed("This login session has ended; sign in again.")
+    pair = _issue(session, tokens, login.user_id, login)
     await session.commit()
     return pair
 

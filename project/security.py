@@ -112,13 +112,16 @@ class TokenCodec:
             "access": timedelta(minutes=settings.access_token_minutes),
             "refresh": timedelta(days=settings.refresh_token_days),
         }
+        self.session_lifetime = timedelta(days=settings.session_max_days)
         self._verified: dict[tuple[TokenKind, str], Claims] = {}
 
     def encode(
-        self, kind: TokenKind, user_id: uuid.UUID, session_id: uuid.UUID
+        self, kind: TokenKind, user_id: uuid.UUID, session_id: uuid.UUID, session_ends: datetime
     ) -> tuple[str, Claims]:
+        """A token of this kind for a login session, which no token outlives."""
         now = datetime.now(UTC)
-        claims = Claims(user_id, session_id, uuid.uuid4(), now + self.lifetimes[kind])
+        expires_at = min(now + self.lifetimes[kind], session_ends)
+        claims = Claims(user_id, session_id, uuid.uuid4(), expires_at)
         payload = {
             "iss": self._issuer,
             "aud": self._audience,

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from project.config import Settings
-from project.models import AuthSession, RefreshToken, User
+from project.models import AuthSession, RefreshToken, User, utcnow
 from tests.conftest import ROOT, TEST_SECRET, AccountFactory
 from tests.factories import PASSWORD, Account, assert_problem, bearer, login, sign_up
 
@@ -398,6 +398,38 @@ async def _session_ids(app: FastAPI, user: Account) -> set[uuid.UUID]:
             select(col(AuthSession.id)).where(col(AuthSession.user_id) == uuid.UUID(user.id))
         )
         return set(rows)
+
+
+async def _sign_in_ago(app: FastAPI, tokens: dict[str, Any], ago: timedelta) -> None:
+    """As if this login session had signed in `ago`."""
+    async with app.state.database.session(write=True) as session:
+        await session.execute(
+            update(AuthSession)
+            .where(col(AuthSession.id) == _session_id(tokens))
+            .values(created_at=utcnow() - ago)
+        )
+        await session.commit()
+
+
+async def test_refreshing_never_stretches_a_session_past_its_absolute_lifetime(
+    app: FastAPI, client: AsyncClient, alice: Account
+) -> None:
+    """OWASP's absolute timeout: a session signs in again after SESSION_MAX_DAYS (30)."""
+    refresh = alice.tokens["refresh_token"]
+    await _sign_in_ago(app, alice.tokens, timedelta(days=30) - timedelta(seconds=60))
+    near_the_end = await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})
+    assert near_the_end.status_code == 200, near_the_end.text
+    pair = near_the_end.json()
+    assert 0 < pair["expires_in"] <= 60  # not 15 minutes: the session has one left
+    for token in (pair["access_token"], pair["refresh_token"]):
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims["exp"] <= (utcnow() + timedelta(seconds=61)).timestamp()
+    assert (await client.get(ME, headers=bearer(pair))).status_code == 200
+
+    await _sign_in_ago(app, pair, timedelta(days=30, seconds=1))
+    ended = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert "sign in again" in assert_problem(ended, 401)["detail"]
+    assert (await login(client, alice.email, alice.password)).json()["expires_in"] == 15 * 60
 
 
 async def test_signing_in_clears_what_that_user_can_no_longer_use(

@@ -99,7 +99,8 @@ async def login(
 @router.post("/refresh", responses=problems(status.HTTP_401_UNAUTHORIZED))
 async def refresh(body: RefreshRequest, session: SessionDep, tokens: TokensDep) -> TokenPair:
     """Trade a refresh token for a new pair. Each refresh token works once: presenting a
-    spent one ends its whole session."""
+    spent one ends its whole session. A session lasts `SESSION_MAX_DAYS` (30) from its
+    sign-in at most, however often it is refreshed; then sign in again."""
     return await login_sessions.rotate(session, tokens, body.refresh_token)
 
 
