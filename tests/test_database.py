@@ -155,8 +155,8 @@ class _DriverError(Exception):
         ("fk_hero_powers_power_id_powers", (422, ["body", "power_ids"])),
         ("fk_hero_powers_hero_id_heroes", (404, None)),
         ("fk_auth_sessions_user_id_users", (401, None)),
-        ("fk_missions_owner_id_users", (401, None)),  # any owned table's owner is the caller
-        ("fk_missions_hero_id_heroes", (409, None)),  # a key of its own, not a hero's powers
+        ("fk_quests_owner_id_users", (401, None)),  # any owned table's owner is the caller
+        ("fk_quests_hero_id_heroes", (409, None)),  # a key of its own, not a hero's powers
     ],
 )
 def test_a_broken_foreign_key_answers_for_the_row_it_names(
