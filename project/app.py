@@ -26,7 +26,7 @@ from project.middleware import (
 )
 from project.paging import Pager
 from project.routers import auth, health, heroes, powers, teams, users
-from project.routing import document_preconditions
+from project.routing import document_preconditions, tidy_operations
 from project.schema import Revisions
 from project.security import PasswordHasher, TokenCodec
 
@@ -123,6 +123,7 @@ def _openapi_with_problem(app: FastAPI) -> dict[str, Any]:
         for obsolete in ("HTTPValidationError", "ValidationError"):
             components.pop(obsolete, None)
         document_preconditions(schema)
+        tidy_operations(schema)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,6 +30,10 @@ class FieldError(BaseModel):
     type: str
 
 
+def _without_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
@@ -38,7 +44,12 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    errors: list[FieldError] | None = None
+    # Absent, never null, on every other status: typed so, a client checks for it.
+    errors: SkipJsonSchema[None] | list[FieldError] = Field(
+        default=None,
+        description="What is wrong with each part of the request; only on 422.",
+        json_schema_extra=_without_default,
+    )
 
 
 class ProblemResponse(JSONResponse):

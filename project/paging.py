@@ -90,6 +90,7 @@ def like_pattern(text: str) -> str:
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
+
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )

@@ -161,6 +161,21 @@ def document_preconditions(openapi: dict[str, Any]) -> None:
                 )
 
 
+def tidy_operations(openapi: dict[str, Any]) -> None:
+    """Say what a generated client needs said: an operation without a security requirement
+    needs no token (`security: []`, not silence), and a query parameter is never null (a
+    query string cannot carry one), only absent."""
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            operation.setdefault("security", [])
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                kinds = [kind for kind in schema.get("anyOf", ()) if kind != {"type": "null"}]
+                if parameter["in"] == "query" and len(kinds) == 1:
+                    del schema["anyOf"]
+                    schema.update(kinds[0])
+
+
 class ProblemRoute(APIRoute):
     """Checks a request before the framework parses it (`project.inbound`: a body of the
     wrong media type is a 415, instead of the framework's 422 about a missing dict), turns

@@ -2,6 +2,7 @@
 itself raises, body and media-type limits, headers, CORS, and the OpenAPI document."""
 
 import gzip
+import json
 import logging
 import os
 import re
@@ -616,6 +617,27 @@ async def test_every_success_body_is_described(client: AsyncClient) -> None:
     assert page["required"] == ["items", "next_cursor"]
     assert page["properties"]["items"]["items"] == {"$ref": "#/components/schemas/HeroPublic"}
     assert page["properties"]["total"]["type"] == "integer"
+
+
+async def test_the_document_types_what_a_client_sends_and_gets_as_it_is(
+    client: AsyncClient,
+) -> None:
+    """What a TypeScript client generated from the document gets wrong otherwise: a field
+    never sent as null typed `| null` and required (a default of null), a query parameter
+    that could be null, an operation that needs no token but does not say so."""
+    spec = (await client.get("/openapi.json")).json()
+    errors = spec["components"]["schemas"]["Problem"]["properties"]["errors"]
+    assert errors["type"] == "array" and "default" not in errors
+    public = {"register", "login", "refresh", "logout", "live", "ready"}
+    for methods in spec["paths"].values():
+        for operation in methods.values():
+            if operation["operationId"] in public:
+                assert operation["security"] == [], operation["operationId"]
+            else:
+                assert operation["security"], operation["operationId"]
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    assert "null" not in json.dumps(parameter["schema"]), parameter
 
 
 async def test_fields_a_response_always_carries_are_required_in_its_schema(
