@@ -7,7 +7,7 @@ columns (a password hash, a case-folded name key) live only on the table class.
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, String, event, false
 from sqlalchemy import Text as SQLText
@@ -448,8 +448,8 @@ class TokenPair(SQLModel):
 
     access_token: str
     refresh_token: str
-    token_type: str = "bearer"  # noqa: S105
-    expires_in: int
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
 
 
 class RefreshRequest(RequestBody):

@@ -626,8 +626,12 @@ async def test_the_document_types_what_a_client_sends_and_gets_as_it_is(
     never sent as null typed `| null` and required (a default of null), a query parameter
     that could be null, an operation that needs no token but does not say so."""
     spec = (await client.get("/openapi.json")).json()
-    errors = spec["components"]["schemas"]["Problem"]["properties"]["errors"]
+    schemas = spec["components"]["schemas"]
+    errors = schemas["Problem"]["properties"]["errors"]
     assert errors["type"] == "array" and "default" not in errors
+    form = schemas["LoginForm"]["properties"]  # a form field is a string or absent
+    assert "null" not in json.dumps(form) and not any("default" in f for f in form.values())
+    assert schemas["TokenPair"]["properties"]["token_type"]["const"] == "bearer"
     public = {"register", "login", "refresh", "logout", "live", "ready"}
     for methods in spec["paths"].values():
         for operation in methods.values():

@@ -1,7 +1,8 @@
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from project import login_sessions
 from project.accounts import check_credentials, create_user
@@ -15,6 +16,14 @@ from project.text import NO_NUL
 router = api_router("/auth", ["auth"])
 
 
+def _string_or_absent(schema: JsonDict) -> None:
+    """A form field is a string or is not sent; never null, which a form cannot carry. So
+    typed, a client generated from the document does not insist on sending it."""
+    kinds = cast(list[JsonDict], schema.pop("anyOf"))
+    schema.update(next(kind for kind in kinds if kind != {"type": "null"}))
+    schema.pop("default", None)
+
+
 class LoginForm(BaseModel):
     """The OAuth2 password grant (RFC 6749 §4.3), as Swagger UI's Authorize button sends it."""
 
@@ -22,10 +31,15 @@ class LoginForm(BaseModel):
 
     username: str = Field(max_length=320, pattern=NO_NUL, description="The account's email.")
     password: str = Field(max_length=PASSWORD_MAX, pattern=NO_NUL)
-    grant_type: str | None = Field(default=None, pattern="^password$")
-    scope: str = Field(default="", max_length=1024)
-    client_id: str | None = Field(default=None, max_length=255)
-    client_secret: str | None = Field(default=None, max_length=255)
+    # Accepted as OAuth2 clients send them, and unused.
+    grant_type: str | None = Field(
+        default=None, pattern="^password$", json_schema_extra=_string_or_absent
+    )
+    scope: str | None = Field(default=None, max_length=1024, json_schema_extra=_string_or_absent)
+    client_id: str | None = Field(default=None, max_length=255, json_schema_extra=_string_or_absent)
+    client_secret: str | None = Field(
+        default=None, max_length=255, json_schema_extra=_string_or_absent
+    )
 
 
 @router.post(
