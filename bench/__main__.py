@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     report.write_json(run_dir / "results.json", meta, results, found)
     report.write_json(RESULTS / "latest.json", meta, results, found)
-    print("\n" + report.targets_table(found) + "\n\n" + report.table(results) + "\n")
+    print("\n" + report.targets_table(found, results) + "\n\n" + report.table(results) + "\n")
     print(f"results: {run_dir / 'results.json'}")
-    complete = len(found) == 6 * len(results)  # every scenario ran on every database
+    complete = len(found) == len(report.TARGETS) * len(results)  # all ran on every database
     if not args.no_docs and complete:
         report.chart(report.DOCS / "benchmarks.png", results, f"python -m bench, {meta['started']}")
         print(f"docs: {report.write_docs(results, found, meta)}")

@@ -3,7 +3,7 @@
 * `/bare/...` answer the very JSON the service answers, from memory: FastAPI and HTTP alone.
 * `/raw/...` do the database work by hand with the driver (aiosqlite or asyncpg, no ORM, no
   auth) and build the same JSON: one statement per read (a page included: the heroes with
-  their team and powers joined), one INSERT per create.
+  their team and powers joined; a team with its heroes counted), one INSERT per create.
 
 Configured by environment variables that the harness sets: `BENCH_DATABASE_URL` (the
 service's URL) and `BENCH_FIXTURE` (a JSON file of the service's own answers and ids).
@@ -45,6 +45,13 @@ SELECT {HERO}, {TEAM}, {POWER} FROM (
 LEFT JOIN teams t ON t.id = h.team_id
 LEFT JOIN hero_powers hp ON hp.hero_id = h.id LEFT JOIN powers p ON p.id = hp.power_id
 ORDER BY h.created_at, h.id, p.name_key"""  # noqa: S608
+COUNT = "(SELECT count(*) FROM heroes c WHERE c.team_id = t.id)"
+ONE_TEAM = f"SELECT {TEAM}, {COUNT} FROM teams t WHERE t.id = {{0}}"  # noqa: S608
+ONE_POWER = f"SELECT {POWER} FROM powers p WHERE p.id = {{0}}"  # noqa: S608
+TEAM_PAGE = f"""
+SELECT {TEAM}, {COUNT} FROM (
+  SELECT * FROM teams WHERE owner_id = {{0}} ORDER BY created_at, id LIMIT {{1}}
+) t ORDER BY t.created_at, t.id"""  # noqa: S608
 INSERT = """
 INSERT INTO heroes (id, name, secret_name, age, team_id, owner_id, name_key, version,
                     created_at, updated_at)
@@ -169,18 +176,24 @@ def _database(url: str) -> Database:
     return Postgres(url.replace("postgresql+asyncpg://", "postgresql://"), pool_size)
 
 
+def _team(db: Database, r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": db.uid(r[0]),
+        "created_at": db.ts(r[1]),
+        "updated_at": db.ts(r[2]),
+        "name": r[3],
+        "headquarters": r[4],
+        "owner_id": db.uid(r[5]),
+        "version": r[6],
+    }
+
+
+def _team_detail(db: Database, r: Sequence[Any]) -> dict[str, Any]:
+    return {**_team(db, r), "heroes_count": r[7]}
+
+
 def _hero(db: Database, r: Sequence[Any]) -> dict[str, Any]:
-    team = None
-    if r[9] is not None:
-        team = {
-            "id": db.uid(r[9]),
-            "created_at": db.ts(r[10]),
-            "updated_at": db.ts(r[11]),
-            "name": r[12],
-            "headquarters": r[13],
-            "owner_id": db.uid(r[14]),
-            "version": r[15],
-        }
+    team = None if r[9] is None else _team(db, r[9:16])
     return {
         "id": db.uid(r[0]),
         "created_at": db.ts(r[1]),
@@ -230,6 +243,8 @@ def create_app() -> FastAPI:
     one_hero = ONE_HERO.format(p(1))
     page = PAGE.format(p(1), p(2))
     insert = INSERT.format(*(p(n) for n in range(1, 9)))
+    one_team, one_power = ONE_TEAM.format(p(1)), ONE_POWER.format(p(1))
+    team_page = TEAM_PAGE.format(p(1), p(2))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -247,6 +262,18 @@ def create_app() -> FastAPI:
     async def bare_page() -> JSONResponse:
         return JSONResponse(fixture["page"])
 
+    @app.get("/bare/team")
+    async def bare_team() -> JSONResponse:
+        return JSONResponse(fixture["team"])
+
+    @app.get("/bare/power")
+    async def bare_power() -> JSONResponse:
+        return JSONResponse(fixture["power"])
+
+    @app.get("/bare/teams")
+    async def bare_teams() -> JSONResponse:
+        return JSONResponse(fixture["teams"])
+
     @app.post("/bare/heroes")
     async def bare_create(body: HeroIn) -> JSONResponse:
         return JSONResponse(fixture["created"], status_code=201)
@@ -263,6 +290,26 @@ def create_app() -> FastAPI:
         heroes = _heroes(db, await db.fetch(page, owner, limit + 1))
         cursor = heroes[limit - 1]["id"] if len(heroes) > limit else None
         return JSONResponse({"items": heroes[:limit], "next_cursor": cursor})
+
+    @app.get("/raw/teams/{team_id}")
+    async def raw_team(team_id: uuid.UUID) -> JSONResponse:
+        rows = await db.fetch(one_team, db.to_db_uid(team_id))
+        if not rows:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return JSONResponse(_team_detail(db, rows[0]))
+
+    @app.get("/raw/powers/{power_id}")
+    async def raw_power(power_id: uuid.UUID) -> JSONResponse:
+        rows = await db.fetch(one_power, db.to_db_uid(power_id))
+        if not rows:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return JSONResponse(_power(db, rows[0]))
+
+    @app.get("/raw/teams")
+    async def raw_teams(limit: int = 50) -> JSONResponse:
+        teams = [_team_detail(db, r) for r in await db.fetch(team_page, owner, limit + 1)]
+        cursor = teams[limit - 1]["id"] if len(teams) > limit else None
+        return JSONResponse({"items": teams[:limit], "next_cursor": cursor})
 
     @app.post("/raw/heroes", status_code=201)
     async def raw_create(body: HeroIn) -> JSONResponse:

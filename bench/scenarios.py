@@ -91,6 +91,13 @@ def run_database(
         _check_same_json(fx.hero, raw_hero, "hero")
         raw_page = httpx.get(f"{baseline.url}/raw/heroes?limit=50").json()
         _check_same_json(fx.page["items"], raw_page["items"], "page")
+        for what, path, expected in (
+            ("team", f"/raw/teams/{fx.team_id}", fx.team),
+            ("power", f"/raw/powers/{fx.power_id}", fx.power),
+            ("team page", "/raw/teams?limit=50", fx.teams["items"]),
+        ):
+            answer = httpx.get(baseline.url + path).json()
+            _check_same_json(expected, answer.get("items", answer), what)
         raw_created = httpx.post(f"{baseline.url}/raw/heroes", json=seed.S3_BODY)
         _check_same_json(fx.created.keys(), raw_created.json().keys(), "create")
         return _scenarios(kind, options, run_dir, service, baseline, fx, log)
@@ -124,14 +131,18 @@ def _scenarios(
         )
 
     hero = f"/api/v1/heroes/{fx.hero_id}"
-    if "S1" in options.only:
-        measure("S1", "service", service.url + hero, get, 32, headers=auth)
-        measure("S1", "raw", f"{baseline.url}/raw/heroes/{fx.hero_id}", get, 32)
-        measure("S1", "bare", baseline.url + "/bare/hero", get, 32)
-    if "S2" in options.only:
-        measure("S2", "service", service.url + "/api/v1/heroes?limit=50", get, 32, headers=auth)
-        measure("S2", "raw", baseline.url + "/raw/heroes?limit=50", get, 32)
-        measure("S2", "bare", baseline.url + "/bare/heroes", get, 32)
+    reads = {
+        "S1": (hero, f"/raw/heroes/{fx.hero_id}", "/bare/hero"),
+        "S1 team": (f"/api/v1/teams/{fx.team_id}", f"/raw/teams/{fx.team_id}", "/bare/team"),
+        "S1 power": (f"/api/v1/powers/{fx.power_id}", f"/raw/powers/{fx.power_id}", "/bare/power"),
+        "S2": ("/api/v1/heroes?limit=50", "/raw/heroes?limit=50", "/bare/heroes"),
+        "S2 teams": ("/api/v1/teams?limit=50", "/raw/teams?limit=50", "/bare/teams"),
+    }
+    for scenario, (path, raw, bare) in reads.items():
+        if scenario.split()[0] in options.only:
+            measure(scenario, "service", service.url + path, get, 32, headers=auth)
+            measure(scenario, "raw", baseline.url + raw, get, 32)
+            measure(scenario, "bare", baseline.url + bare, get, 32)
     if "S3" in options.only:
         new = "/api/v1/heroes"
         measure("S3", "service", service.url + new, post, 64, headers=auth, args=[body])

@@ -18,7 +18,8 @@ from project.paging import Pager
 from project.routers.heroes import HeroQuery
 
 PASSWORD = "bench password 1"  # noqa: S105
-PAGE_HEROES = 200  # the main user's heroes with a team, beyond the S1 hero
+PAGE_TEAMS = 50  # the main user's teams beyond the S1 team: S2's page of teams
+PAGE_HEROES = 4  # heroes of each of those teams: S2's page of heroes
 POOL = 100  # heroes S6 reads and patches
 PAGE_EPOCH = 1735689600  # 2025-01-01: older than the S1 hero, so the first page is stable
 DEEP_EPOCH = 1767225600  # 2026-01-01
@@ -34,6 +35,18 @@ SELECT lower(hex(randomblob(16))), :prefix || i, 'Secret ' || i, i % 100, :team,
        strftime('%Y-%m-%d %H:%M:%S', :epoch + i, 'unixepoch') || '.000000',
        strftime('%Y-%m-%d %H:%M:%S', :epoch + i, 'unixepoch') || '.000000'
 FROM n"""
+SQLITE_TEAMS = """
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < :count)
+INSERT INTO teams (id, name, headquarters, owner_id, name_key, version, created_at, updated_at)
+SELECT lower(hex(randomblob(16))), 'Team ' || i, 'HQ ' || i, :owner, 'team ' || i, 1,
+       strftime('%Y-%m-%d %H:%M:%S', :epoch + i, 'unixepoch') || '.000000',
+       strftime('%Y-%m-%d %H:%M:%S', :epoch + i, 'unixepoch') || '.000000'
+FROM n"""
+POSTGRES_TEAMS = """
+INSERT INTO teams (id, name, headquarters, owner_id, name_key, version, created_at, updated_at)
+SELECT gen_random_uuid(), 'Team ' || i, 'HQ ' || i, CAST(:owner AS uuid), 'team ' || i, 1,
+       to_timestamp(:epoch + i), to_timestamp(:epoch + i)
+FROM generate_series(0, CAST(:count AS integer) - 1) AS i"""
 POSTGRES_HEROES = """
 INSERT INTO heroes (id, name, secret_name, age, team_id, owner_id, name_key, version,
                     created_at, updated_at)
@@ -50,6 +63,8 @@ class Fixture:
     owner_id: str
     token: str
     hero_id: str
+    team_id: str
+    power_id: str
     pool_ids: list[str]
     deep_token: str
     deep_cursor: str
@@ -57,6 +72,9 @@ class Fixture:
     secret: str  # the run's SECRET_KEY, for poking at the service by hand
     hero: dict[str, Any]
     page: dict[str, Any]
+    team: dict[str, Any]
+    power: dict[str, Any]
+    teams: dict[str, Any]
     created: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
@@ -84,21 +102,37 @@ def _db_uuid(value: str, sqlite: bool) -> str:
 
 
 async def _bulk(
-    url: str, owner: str, team: str | None, deep_owner: str, deep_count: int
+    url: str, owner: str, deep_owner: str, deep_count: int
 ) -> tuple[list[str], Any, uuid.UUID]:
-    """Insert the page heroes and the deep table; the pool's ids and the deep position."""
+    """Insert the page teams, their heroes and the deep table; the pool's ids and the deep
+    position."""
     sqlite = url.startswith("sqlite")
     engine = create_async_engine(url)
     insert = text(SQLITE_HEROES if sqlite else POSTGRES_HEROES)
     try:
         async with engine.begin() as conn:
-            for prefix, who, team_id, count, epoch in (
-                ("Page hero ", owner, team, PAGE_HEROES, PAGE_EPOCH),
-                ("Deep hero ", deep_owner, None, deep_count, DEEP_EPOCH),
-            ):
+            await conn.execute(
+                text(SQLITE_TEAMS if sqlite else POSTGRES_TEAMS),
+                {"owner": _db_uuid(owner, sqlite), "count": PAGE_TEAMS, "epoch": PAGE_EPOCH},
+            )
+            teams = (
+                await conn.execute(
+                    text(
+                        "SELECT id FROM teams WHERE owner_id = :owner AND name LIKE 'Team %'"
+                        " ORDER BY created_at"
+                    ),
+                    {"owner": _db_uuid(owner, sqlite)},
+                )
+            ).scalars()
+            batches = [
+                (f"Page hero {n:02} ", owner, team_id, PAGE_HEROES, PAGE_EPOCH + PAGE_HEROES * n)
+                for n, team_id in enumerate(teams)
+            ]
+            batches.append(("Deep hero ", deep_owner, None, deep_count, DEEP_EPOCH))
+            for prefix, who, team_id, count, epoch in batches:
                 params = {"prefix": prefix, "count": count, "epoch": epoch}
                 params["owner"] = _db_uuid(who, sqlite)
-                params["team"] = _db_uuid(team_id, sqlite) if team_id else None
+                params["team"] = team_id
                 await conn.execute(insert, params)
         async with engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
@@ -156,13 +190,14 @@ def seed(url: str, api_url: str, secret: str, deep_count: int, fixture_path: Pat
                 "power_ids": [p["id"] for p in powers],
             },
         )
-        pool_ids, deep_key, deep_id = asyncio.run(
-            _bulk(url, owner, team["id"], deep_owner, deep_count)
-        )
+        pool_ids, deep_key, deep_id = asyncio.run(_bulk(url, owner, deep_owner, deep_count))
         cursor = Pager(secret).encode(HeroQuery(limit=DEEP_LIMIT), deep_key, deep_id)
         auth = {"Authorization": f"Bearer {token}"}
         read = api.get(f"/api/v1/heroes/{hero['id']}", headers=auth).json()
         page = api.get("/api/v1/heroes", params={"limit": 50}, headers=auth).json()
+        team_read = api.get(f"/api/v1/teams/{team['id']}", headers=auth).json()
+        power_read = api.get(f"/api/v1/powers/{powers[0]['id']}", headers=auth).json()
+        teams = api.get("/api/v1/teams", params={"limit": 50}, headers=auth).json()
         created = _post(api, token, "/api/v1/heroes", S3_BODY)
         deep = api.get(
             "/api/v1/heroes",
@@ -175,6 +210,8 @@ def seed(url: str, api_url: str, secret: str, deep_count: int, fixture_path: Pat
         owner_id=owner,
         token=token,
         hero_id=hero["id"],
+        team_id=team["id"],
+        power_id=powers[0]["id"],
         pool_ids=pool_ids,
         deep_token=deep_token,
         deep_cursor=cursor,
@@ -182,6 +219,9 @@ def seed(url: str, api_url: str, secret: str, deep_count: int, fixture_path: Pat
         login_form=f"username=login%40example.com&password={PASSWORD.replace(' ', '+')}",
         hero=read,
         page=page,
+        team=team_read,
+        power=power_read,
+        teams=teams,
         created=created,
     )
     fixture_path.write_text(json.dumps(fixture.to_json()))
