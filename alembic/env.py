@@ -14,7 +14,7 @@ from sqlmodel.sql.sqltypes import AutoString
 from project import models
 from project.config import Settings
 from project.database import create_engine
-from project.sqlite import SQLITE_WRITE
+from project.db.sqlite import SQLITE_WRITE
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from project.data.paging import Pager
 from project.database import migrate
-from project.paging import Pager
-from project.routers.heroes import HeroQuery
+from project.services.heroes import HeroQuery
 
 PASSWORD = "bench password 1"  # noqa: S105
 PAGE_TEAMS = 50  # the main user's teams beyond the S1 team: S2's page of teams

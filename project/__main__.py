@@ -26,12 +26,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
-from project import login_sessions, throttle
-from project.accounts import ensure_superuser
+from project.auth import sessions, throttle
+from project.auth.passwords import PasswordHasher
 from project.config import get_settings
 from project.database import Database, migrate
 from project.models import User, UserCreate
-from project.security import PasswordHasher
+from project.services import users
 from project.text import canonical_email
 
 
@@ -48,11 +48,12 @@ async def _database() -> AsyncIterator[Database]:
 
 
 async def _create_superuser(email: str, password: str) -> str:
-    async with _database() as database, database.session(write=True) as session:
-        hasher = PasswordHasher(database.settings)
-        if await ensure_superuser(session, hasher, email, password):
-            return f"Created superuser {email}."
-        user = await session.scalar(select(User).where(col(User.email) == email))
+    async with _database() as database:
+        async with database.driver() as db:
+            if await users.ensure_superuser(db, PasswordHasher(database.settings), email, password):
+                return f"Created superuser {email}."
+        async with database.session() as session:
+            user = await session.scalar(select(User).where(col(User.email) == email))
         if user is not None and not user.is_superuser:
             return (
                 f"{email} exists and is not a superuser; unchanged. A superuser can make it one "
@@ -70,7 +71,7 @@ def _target() -> str:
 
 async def _prune_sessions() -> tuple[int, int]:
     async with _database() as database, database.session(write=True) as session:
-        counts = await login_sessions.prune(session, database.settings.admin_session_lifetime)
+        counts = await sessions.prune(session, database.settings.admin_session_lifetime)
         await session.commit()
         return counts
 

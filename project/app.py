@@ -1,34 +1,37 @@
 """Builds the FastAPI app: lifespan, middleware, error handlers, routers."""
 
 import asyncio
+import importlib
 import logging
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from types import ModuleType
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
-from project.accounts import ensure_superuser
+from project import api
 from project.admin import install_admin
+from project.auth.passwords import PasswordHasher
+from project.auth.tokens import TokenCodec
 from project.config import Settings, get_settings
+from project.data.paging import Pager
 from project.database import Database, migrate
-from project.docs import install_docs
-from project.errors import FieldError, Problem, install_error_handlers
-from project.logs import configure_logging, flush_logs
-from project.metrics import install_metrics
-from project.middleware import (
+from project.db.schema import Revisions
+from project.services import users
+from project.web.docs import install_docs
+from project.web.logs import configure_logging, flush_logs
+from project.web.metrics import install_metrics
+from project.web.middleware import (
     BodySizeLimitMiddleware,
     HeadMiddleware,
     ProblemCORSMiddleware,
     RequestContextMiddleware,
 )
-from project.paging import Pager
-from project.routers import auth, health, heroes, powers, teams, users
-from project.routing import document_preconditions, tidy_operations
-from project.schema import Revisions
-from project.security import PasswordHasher, TokenCodec
+from project.web.openapi import openapi, operation_id
+from project.web.problems import install_error_handlers
 
 DESCRIPTION = """
 A REST backend for teams, heroes and powers, with JWT accounts.
@@ -41,20 +44,27 @@ A REST backend for teams, heroes and powers, with JWT accounts.
   and a concurrent change answers 412 instead of being overwritten.
 """
 
-
 logger = logging.getLogger("project.app")
 STARTUP_CHECK_SECONDS = 3.0
 
-ROUTERS = (heroes, teams, powers, users, auth, health)
-# The order of the sections in /docs, whatever the order of the routes.
-TAGS = [
-    {"name": "auth", "description": "Register, sign in, refresh and sign out."},
-    {"name": "users", "description": "Your account; everyone's, for superusers."},
-    {"name": "teams", "description": "Teams you own."},
-    {"name": "heroes", "description": "Heroes you own, with their team and powers embedded."},
-    {"name": "powers", "description": "Powers you own."},
-    {"name": "health", "description": "Liveness and readiness, for load balancers."},
-]
+
+def _routers() -> list[ModuleType]:
+    """Every module of `project.api` with a `router`: a resource is served once its router
+    module exists. Its docstring describes its section of /docs. The resources come first
+    (routes are matched in order), then sign-in and health."""
+    modules = [
+        importlib.import_module(f"{api.__name__}.{found.name}")
+        for found in pkgutil.iter_modules(api.__path__)
+    ]
+    routers = [module for module in modules if hasattr(module, "router")]
+    last = ("auth", "health")
+    return sorted(routers, key=lambda m: (m.__name__.rsplit(".", 1)[1] in last, m.__name__))
+
+
+def _docs_order(module: ModuleType) -> tuple[bool, bool, str]:
+    """Signing in first, health last, the resources between."""
+    tags = module.router.tags
+    return "health" in tags, "auth" not in tags, module.__name__
 
 
 @asynccontextmanager
@@ -99,53 +109,35 @@ async def _first_superuser(
     migrated yet does not stop the service from starting: the next start makes it, or
     `python -m project create-superuser` does."""
     try:
-        async with database.session(write=True) as session:
-            await ensure_superuser(session, hasher, email, password)
+        async with database.driver() as db:
+            await users.ensure_superuser(db, hasher, email, password)
     except (DBAPIError, OSError, TimeoutError) as exc:
         logger.error("the first superuser could not be made now: %r", exc)
-
-
-def _operation_id(route: APIRoute) -> str:
-    """Operation ids are the handler names (`create_hero`): stable, and a client
-    generator turns them into good method names."""
-    return route.name
-
-
-def _openapi_with_problem(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema is None:
-        schema = FastAPI.openapi(app)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, FieldError):
-            components[model.__name__] = model.model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            components[model.__name__].pop("$defs", None)
-        for obsolete in ("HTTPValidationError", "ValidationError"):
-            components.pop(obsolete, None)
-        document_preconditions(schema)
-        tidy_operations(schema)
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    routers = _routers()
     app = FastAPI(
         title="Heroes API",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url=None,  # see project/docs.py
+        docs_url=None,  # see project/web/docs.py
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
-        generate_unique_id_function=_operation_id,
+        generate_unique_id_function=operation_id,
         swagger_ui_parameters={"persistAuthorization": True},
-        openapi_tags=TAGS,
+        openapi_tags=[
+            {"name": tag, "description": (module.__doc__ or "").strip()}
+            for module in sorted(routers, key=_docs_order)
+            for tag in module.router.tags
+        ],
     )
     app.state.settings = settings
     app.state.pager = Pager(settings.secret_key.get_secret_value())
-    app.openapi = lambda: _openapi_with_problem(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -175,12 +167,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)
 
-    # Routes are matched in order: the busiest first.
-    for module in ROUTERS:
+    for module in routers:
         app.include_router(module.router)
     app.state.route_methods = [
         (route.path_regex, route.methods)
-        for module in ROUTERS
+        for module in routers
         for route in module.router.routes
         if isinstance(route, APIRoute)
     ]

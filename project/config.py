@@ -3,7 +3,6 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -170,9 +169,7 @@ class Settings(BaseSettings):
     def _size_the_sqlite_pool(self) -> "Settings":
         # On SQLite every connection is a thread of aiosqlite's, and all of them serve one
         # process, whose event loop (and GIL) they compete with: past a few connections more
-        # only add thread switches (measured: 5 + 0 against 10 + 5, one core, 32 clients,
-        # reads 15 % more requests/s and p99 up to a third lower, writes unchanged). Set either
-        # setting to override.
+        # only add thread switches (docs/benchmarks.md). Set either setting to override.
         if self.is_sqlite:
             if "db_pool_size" not in self.model_fields_set:
                 self.db_pool_size = 5
@@ -198,11 +195,3 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
-
-
-def _request_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(_request_settings)]

@@ -2,16 +2,14 @@
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from contextvars import ContextVar
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,13 +17,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util import await_
 
 from project.config import Settings
-from project.errors import PreconditionFailed, integrity_problem
-from project.pool import FairQueuePool
-from project.sqlite import SQLITE_WRITE, WriterQueue, configure_sqlite
+from project.db.driver import Driver, driver
+from project.db.pool import FairQueuePool, ping
+from project.db.schema import ALEMBIC_INI
+from project.db.sqlite import SQLITE_WRITE, WriterQueue, configure_sqlite
+from project.errors import CONFLICT, PreconditionFailed, integrity_problem
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -47,7 +45,7 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
             settings.database_url,
             **options,
             connect_args={"timeout": settings.sqlite_busy_timeout},
-            pool_reset_on_return=None,  # see `_on_reset` in project/sqlite.py
+            pool_reset_on_return=None,  # see `_on_reset` in project/db/sqlite.py
         )
         configure_sqlite(
             engine,
@@ -72,51 +70,8 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
         },
     )
     if settings.db_pool_pre_ping:
-        event.listen(engine.sync_engine, "checkout", _ping)
+        event.listen(engine.sync_engine, "checkout", ping)
     return engine
-
-
-# Set while checking out a connection whose user retries on a fresh one instead (see
-# `checkout`).
-_UNCHECKED: ContextVar[bool] = ContextVar("unchecked_checkout", default=False)
-
-
-def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """Check a pooled connection before handing it out, so that after a database restart a
-    stale connection is replaced instead of failing a request. One round trip: SQLAlchemy's
-    own pre-ping takes three on asyncpg (BEGIN, the ping, ROLLBACK), a cost the fast
-    single-statement paths would pay on every request."""
-    if _UNCHECKED.get():
-        return
-    try:
-        await_(dbapi_connection.driver_connection.fetchrow(";"))
-    except Exception as exc:
-        raise DisconnectionError("stale pooled connection") from exc
-
-
-async def checkout(engine: AsyncEngine, *, checked: bool = True) -> PoolProxiedConnection:
-    """A pooled connection, without the `Connection` object SQLAlchemy builds around one,
-    for statements run straight on its driver. Errors come wrapped as `engine.connect()`
-    wraps them (a refused connection is an `OperationalError`).
-
-    `checked=False` skips the check above, for a caller that finds out by using the
-    connection and then retries on a checked one: a read that is its own statement, which
-    then costs one round trip instead of two."""
-    token = _UNCHECKED.set(not checked)
-    try:
-        return await engine.raw_connection()
-    except engine.dialect.loaded_dbapi.Error as exc:
-        dialect = engine.dialect
-        raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(exc, None, None),
-            dialect=dialect,
-        ) from exc
-    finally:
-        _UNCHECKED.reset(token)
 
 
 class Database:
@@ -137,9 +92,12 @@ class Database:
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
 
+    def driver(self, idempotent: bool = False) -> AbstractAsyncContextManager[Driver]:
+        """A connection of its own for statements on the driver (see `project.db.driver`)."""
+        return driver(self.engine, idempotent=idempotent, turn=self.write_turn)
+
     def write_turn(self) -> AbstractAsyncContextManager[None]:
-        """Around a write that commits by itself outside a session (one INSERT on the
-        driver): on SQLite, this process's turn to write (see `WriterQueue`)."""
+        """Around a write outside a session: on SQLite, this process's turn to write."""
         return nullcontext() if self._writers is None else self._writers.turn()
 
     def pool_status(self) -> dict[str, int]:
@@ -150,9 +108,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
 
 async def migrate(database_url: str) -> None:
@@ -175,34 +130,38 @@ def get_database(request: Request) -> Database:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Handlers commit before they return: code after this
     `yield` runs after the response is sent, so it only closes (and rolls back leftovers).
-    The route closes it earlier, as soon as the response is built (see `release_session`)."""
+    The route closes it earlier, as soon as the response is built (see `release`)."""
     async with get_database(request).session(write=request.method in WRITE_METHODS) as session:
         request.state.db_session = session
         yield session
 
 
-async def release_session(request: Request) -> None:
-    """Close the request's session, ending its transaction and returning its connection to
-    the pool before the response is sent: a slow client must not hold a connection, nor
-    leave one idle in a transaction."""
+async def release(request: Request) -> None:
+    """Hand the request's connections back to the pool before the response is sent: a slow
+    client must not hold a connection, nor leave one idle in a transaction."""
     session: AsyncSession | None = getattr(request.state, "db_session", None)
     if session is not None:
         await session.close()
+    driver: Driver | None = getattr(request.state, "db_driver", None)
+    if driver is not None:
+        await driver.release()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-
-
-async def commit(
-    session: AsyncSession, conflict: str = "That conflicts with existing data."
-) -> None:
-    """Commit, turning a unique clash into 409 and a lost version race into 412. The clash
-    comes from the database constraint itself, so two racing requests cannot both pass."""
+async def flush(session: AsyncSession, conflict: str = CONFLICT) -> None:
+    """Write what the session holds, turning a unique clash into 409 and a lost version race
+    into 412. The clash comes from the database constraint itself, so two racing requests
+    cannot both pass."""
     try:
-        await session.commit()
+        await session.flush()
     except IntegrityError as exc:
         await session.rollback()
         raise integrity_problem(exc, conflict) from exc
     except StaleDataError as exc:
         await session.rollback()
         raise PreconditionFailed() from exc
+
+
+async def commit(session: AsyncSession, conflict: str = CONFLICT) -> None:
+    """`flush`, then commit."""
+    await flush(session, conflict)
+    await session.commit()

@@ -137,6 +137,28 @@ class Timestamped(SQLModel):
     updated_at: datetime
 
 
+class NameKey(SQLModel):
+    """A table whose rows have a `name` that is unique per owner: the key names compare, sort
+    and are searched by (see `fold`), kept by the hook below whenever the row is written."""
+
+    name_key: str = Field(
+        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
+    )
+
+
+@event.listens_for(NameKey, "before_insert", propagate=True)
+@event.listens_for(NameKey, "before_update", propagate=True)
+def _keep_name_key(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    target.name_key = fold(target.name)
+
+
+@event.listens_for(SQLModel, "before_insert", propagate=True)
+def _born_unchanged(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    """A new row's `updated_at` equals its `created_at`, to the microsecond."""
+    if getattr(target, "created_at", None) is not None and hasattr(target, "updated_at"):
+        target.updated_at = target.created_at
+
+
 # --- users -------------------------------------------------------------------------------
 
 
@@ -160,6 +182,13 @@ class User(UserBase, table=True):
     updated_at: datetime = _updated_at()
 
     __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
+
+
+@event.listens_for(User, "before_insert")
+@event.listens_for(User, "before_update")
+def _keep_full_name_key(mapper: Mapper[Any], connection: Any, target: User) -> None:
+    """A full name is searched the way names are compared (see `fold`)."""
+    target.full_name_key = None if target.full_name is None else fold(target.full_name)
 
 
 class UserCreate(RequestBody, UserBase):
@@ -208,14 +237,11 @@ class TeamBase(SQLModel):
 _team_version = _version_column()
 
 
-class Team(TeamBase, table=True):
+class Team(NameKey, TeamBase, table=True):
     __tablename__ = "teams"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(  # set on flush
-        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
-    )
     version: int = Field(default=1, sa_column=_team_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -272,14 +298,11 @@ class HeroPowerLink(SQLModel, table=True):
 _power_version = _version_column()
 
 
-class Power(PowerBase, table=True):
+class Power(NameKey, PowerBase, table=True):
     __tablename__ = "powers"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    name_key: str = Field(  # set on flush
-        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
-    )
     version: int = Field(default=1, sa_column=_power_version)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
@@ -325,16 +348,13 @@ class HeroBase(SQLModel):
 _hero_version = _version_column()
 
 
-class Hero(HeroBase, table=True):
+class Hero(NameKey, HeroBase, table=True):
     __tablename__ = "heroes"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     team_id: uuid.UUID | None = Field(
         default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
-    )
-    name_key: str = Field(  # set on flush
-        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
     )
     age: int | None = Field(default=None, index=True)
     version: int = Field(default=1, sa_column=_hero_version)
@@ -473,26 +493,3 @@ class PoolUsage(SQLModel):
 class Readiness(Liveness):
     database: str = Field(description="`ok` when the database answered a query.")
     pool: PoolUsage
-
-
-def _keep_name_key(mapper: Mapper[Any], connection: Any, target: Team | Power | Hero) -> None:
-    target.name_key = fold(target.name)
-
-
-for _model in (Team, Power, Hero):
-    event.listen(_model, "before_insert", _keep_name_key)
-    event.listen(_model, "before_update", _keep_name_key)
-
-
-@event.listens_for(User, "before_insert")
-@event.listens_for(User, "before_update")
-def _keep_full_name_key(mapper: Mapper[Any], connection: Any, target: User) -> None:
-    """A full name is searched the way names are compared (see `fold`)."""
-    target.full_name_key = None if target.full_name is None else fold(target.full_name)
-
-
-@event.listens_for(SQLModel, "before_insert", propagate=True)
-def _born_unchanged(mapper: Mapper[Any], connection: Any, target: Any) -> None:
-    """A new row's `updated_at` equals its `created_at`, to the microsecond."""
-    if getattr(target, "created_at", None) is not None and hasattr(target, "updated_at"):
-        target.updated_at = target.created_at

@@ -15,14 +15,14 @@ from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import exists, update
 from sqlmodel import col
 
-from project import login_sessions
-from project.accounts import LAST_SUPERUSER
 from project.admin.forms import STALE
 from project.admin.guard import CROSS_SITE
-from project.admin.resources import TEAM_TAKEN
 from project.app import create_app
+from project.auth import sessions as login_sessions
 from project.config import Settings
 from project.models import AuthSession, RefreshToken, User, utcnow
+from project.services.teams import NAME_TAKEN as TEAM_TAKEN
+from project.services.users import LAST_SUPERUSER
 from tests.conftest import AccountFactory
 from tests.factories import PASSWORD, Account, create, login
 
@@ -559,8 +559,8 @@ async def test_a_hero_cannot_take_another_owners_team_or_power(
     http = await signed_in(browser, admin)
     base = {"owner_id": alice.id, "name": "Hero", "secret_name": "Secret", "save": "Save"}
     for extra, message in (
-        ({"team": bobs_team["id"]}, "The team must be one of the hero owner's teams."),
-        ({"powers": bobs_power["id"]}, "Every power must be one of the hero owner's powers."),
+        ({"team": bobs_team["id"]}, f"The owner has no team with id {bobs_team['id']}."),
+        ({"powers": bobs_power["id"]}, f"The owner has no power with id {bobs_power['id']}."),
     ):
         refused = await http.post("/admin/hero/create", data={**base, **extra})
         assert refused.status_code == 400

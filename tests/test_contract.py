@@ -17,9 +17,9 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 
+from project.api.deps import SessionDep
 from project.app import create_app
 from project.config import Settings
-from project.database import SessionDep
 from tests.conftest import ROOT
 from tests.factories import (
     PRODUCTION_DATABASE,

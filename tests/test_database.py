@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from project.config import Settings
-from project.database import Database, checkout
-from project.direct import reader
+from project.database import Database
+from project.db.pool import checkout
 from project.errors import FOREIGN_KEY_VIOLATION, InvalidField, integrity_problem
 
 
@@ -92,7 +93,7 @@ async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
 
     async def busy(database: Database) -> None:
         for _ in range(300):  # about 3 s of back-to-back use, well past the pool timeout
-            async with reader(database.engine):
+            async with held(database.engine):
                 served.append("busy")
                 busy_started.set()
                 await asyncio.sleep(0.01)
@@ -100,7 +101,7 @@ async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(
                 return
 
     async def waiting(database: Database) -> None:
-        async with reader(database.engine):
+        async with held(database.engine):
             served.append("waiting")
 
     async with _pool(settings, size=1, overflow=0, wait=1) as database:
@@ -126,7 +127,7 @@ async def test_connections_returned_while_others_wait_go_to_them_not_closed(
     both_served = asyncio.Barrier(2)
 
     async def use(database: Database) -> None:
-        async with reader(database.engine):
+        async with held(database.engine):
             await both_served.wait()  # each holds its connection until both have one
 
     async with _pool(settings, size=1, overflow=1, wait=5) as database:
@@ -138,6 +139,16 @@ async def test_connections_returned_while_others_wait_go_to_them_not_closed(
         await greenlet_spawn(lambda: (kept.close(), overflow.close()))
         await asyncio.gather(*waiting)
         assert opened == 2  # the two the pool had; none closed and opened again
+
+
+@asynccontextmanager
+async def held(engine: AsyncEngine) -> AsyncIterator[None]:
+    """A connection of the pool, held until the block ends."""
+    connection = await checkout(engine)
+    try:
+        yield
+    finally:
+        await greenlet_spawn(connection.close)
 
 
 class _DriverError(Exception):

@@ -298,7 +298,7 @@ async def test_log_lines_are_written_while_the_server_runs(live: LiveServer) -> 
 
 FORKED_WORKER = """
 import logging, os, time
-from project.logs import configure_logging
+from project.web.logs import configure_logging
 configure_logging("INFO")
 pid = os.fork()
 if pid == 0:  # a worker forked after the app was imported

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import event
 
-from project.paging import ANOTHER_LIST
+from project.data.paging import ANOTHER_LIST
 from tests.factories import Account, assert_problem, create
 
 SORTS = {

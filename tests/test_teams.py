@@ -3,19 +3,15 @@
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import delete
-from sqlmodel import col
 
-from project.database import SessionDep
+from project.api import teams as teams_api
 from project.models import Team
-from project.relations import leave_team
-from project.routers import teams
-from project.security import CurrentCaller
+from project.services import teams
 from project.text import BLANKS, IGNORABLE, NOT_BLANK
 from tests.factories import Account, assert_problem, create
 
@@ -194,24 +190,22 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
 
 
 @pytest.fixture
-def deleted_once_found(app: FastAPI) -> Iterator[None]:
+def deleted_once_found(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every team a request finds is deleted (its heroes leaving it, as DELETE does) right
     after it was found, before the request reads anything else."""
-    find = teams.OwnedTeam.__metadata__[0].dependency
+    find = teams_api.read_one
 
-    async def find_then_delete(
-        session: SessionDep, user: CurrentCaller, request: Request, id: uuid.UUID
-    ) -> Team:
-        team: Team = await find(session, user, request, id)
-        async with app.state.database.session(write=True) as other:
-            await leave_team(other, team.id)
-            await other.execute(delete(Team).where(col(Team.id) == team.id))
-            await other.commit()
-        return team
+    async def find_then_delete(db: Any, view: Any, row_id: uuid.UUID, *args: Any) -> Any:
+        found = await find(db, view, row_id, *args)
+        if view is teams.VIEW:
+            async with app.state.database.session(write=True) as other:
+                team = await other.get(Team, row_id)
+                if team is not None:
+                    await teams.delete(other, team)
+                    await other.commit()
+        return found
 
-    app.dependency_overrides[find] = find_then_delete
-    yield
-    app.dependency_overrides.pop(find)
+    monkeypatch.setattr(teams_api, "read_one", find_then_delete)
 
 
 @pytest.mark.usefixtures("deleted_once_found")

@@ -14,10 +14,10 @@ from sqlalchemy import delete, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from project import throttle
+from project.auth import throttle
+from project.auth.throttle import AT_ONCE, LOCKED
 from project.config import Settings
 from project.models import LoginAttempt, utcnow
-from project.throttle import AT_ONCE, LOCKED
 from tests.conftest import ROOT
 from tests.factories import Account, assert_problem, login
 

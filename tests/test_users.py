@@ -12,9 +12,9 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from project.accounts import EMAIL_TAKEN
 from project.app import create_app
 from project.config import Settings
+from project.services.users import EMAIL_TAKEN
 from tests.conftest import ROOT, AccountFactory
 from tests.factories import (
     PASSWORD,

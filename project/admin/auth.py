@@ -16,14 +16,15 @@ from sqlalchemy import select, true
 from sqlmodel import col
 from starlette.requests import Request
 
-from project import login_sessions
-from project.accounts import check_credentials
+from project.auth import sessions
+from project.auth.credentials import LoginForm, check_credentials
+from project.auth.passwords import PasswordHasher
+from project.auth.sessions import live_session
 from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
 from project.models import AuthSession, User, utcnow
-from project.routers.auth import LoginForm
-from project.security import PasswordHasher, client_address, live_session
+from project.web.inbound import client_address
 
 SESSION_COOKIE = "admin_session"
 
@@ -118,6 +119,6 @@ class AdminAuth(AuthenticationBackend):
         request.session.clear()
         if ids is not None:
             async with self._database.session(write=True) as session:
-                await login_sessions.end_session(session, ids[1])
+                await sessions.end_session(session, ids[1])
                 await session.commit()
         return False  # sqladmin then shows the login page

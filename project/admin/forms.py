@@ -15,8 +15,8 @@ from sqlmodel import col
 from starlette.requests import Request
 from wtforms import validators
 
-from project.errors import error_message
 from project.models import Power, Team, User
+from project.web.problems import error_message
 
 STALE = "Someone changed this since you opened it: reload the page and make your change again."
 GONE = "This no longer exists: someone deleted it since you opened it."
@@ -40,13 +40,6 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
 
 def blank_to_none(value: Any) -> Any:
     return None if value == "" else value
-
-
-def check_version(current: int, data: Mapping[str, Any]) -> None:
-    """The edit form carries the version it was opened at: an edit of a row that changed
-    since is refused instead of silently overwriting it, as `If-Match` does in the API."""
-    if str(data.get("version")) != str(current):
-        raise ValueError(STALE)
 
 
 async def _rows(sessions: Any, stmt: Any) -> list[Any]:

@@ -14,7 +14,7 @@ from fastapi import status
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from project.errors import problem_response
+from project.web.problems import problem_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_SITE = "Cross-site requests to the admin are refused."

@@ -1,0 +1,182 @@
+"""Every dependency a route takes, each defined once as an `Annotated` alias."""
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Path, Request, Response
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from project.auth.passwords import PasswordHasher
+from project.auth.tokens import Caller, TokenCodec
+from project.config import Settings
+from project.data.paging import Pager
+from project.data.rows import read_row
+from project.data.views import View
+from project.data.writes import lock
+from project.database import Database, commit, flush, get_database, get_session
+from project.db.driver import Driver
+from project.errors import (
+    ACCOUNT_GONE,
+    AuthenticationFailed,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+)
+from project.models import Hero, Power, Team, User
+from project.services import heroes, powers, teams, users
+from project.web.conditional import json_body, require_match
+
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` in a
+# worker thread, a thread hop per request for an attribute lookup.
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _database(request: Request) -> Database:
+    return get_database(request)
+
+
+async def _hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.hasher
+    return hasher
+
+
+async def _tokens(request: Request) -> TokenCodec:
+    tokens: TokenCodec = request.app.state.tokens
+    return tokens
+
+
+async def _pager(request: Request) -> Pager:
+    pager: Pager = request.app.state.pager
+    return pager
+
+
+class AccessTokenBearer(OAuth2PasswordBearer):
+    """The bearer scheme (in /docs, *Authorize* signs in through the login endpoint), which
+    also checks the token's signature and expiry: one dependency per request, not two."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            tokenUrl="/api/v1/auth/login", scheme_name="OAuth2PasswordBearer", auto_error=False
+        )
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        if len(request.headers.getlist("authorization")) > 1:
+            # One is read and a proxy may have checked another: trust neither.
+            raise AuthenticationFailed("Send one Authorization header, not several.")
+        token = await super().__call__(request)
+        if not token:
+            raise AuthenticationFailed("Not authenticated: send `Authorization: Bearer <token>`.")
+        tokens: TokenCodec = request.app.state.tokens
+        return tokens.decode(token, "access")
+
+
+async def _driver(request: Request) -> AsyncIterator[Driver]:
+    """A connection for the request's statements on the driver. A read may run twice: its
+    connection is handed out unchecked (see `project.db.driver.driver`)."""
+    async with get_database(request).driver(idempotent=request.method == "GET") as db:
+        request.state.db_driver = db
+        yield db
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+DriverDep = Annotated[Driver, Depends(_driver)]
+HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
+TokensDep = Annotated[TokenCodec, Depends(_tokens)]
+PagerDep = Annotated[Pager, Depends(_pager)]
+CallerDep = Annotated[Caller, Depends(AccessTokenBearer())]
+
+M = TypeVar("M")
+B = TypeVar("B")
+
+
+class Edit(Generic[M]):
+    """A row the caller may change, for this request, and the ways its change ends. Each
+    checks the request's preconditions (`If-Match`) against the row as it is first; a row
+    deleted meanwhile is `gone`."""
+
+    def __init__(
+        self, row: M, view: View, session: AsyncSession, caller: Caller, request: Request
+    ) -> None:
+        self.row, self.view, self.session = row, view, session
+        self.caller, self.request = caller, request
+        self.gone: ProblemError = NotFound(view.name)
+
+    async def _read(self) -> dict[str, Any]:
+        db = await Driver.of(await self.session.connection())
+        return await read_row(db, self.view, self.row.id)  # type: ignore[attr-defined]
+
+    async def _preconditions(self) -> None:
+        if self.view.versioned:
+            require_match(self.request, self.view.etag(await self._read()) or "")
+
+    async def _commit(self, flush_only: bool = False) -> None:
+        try:
+            await (flush if flush_only else commit)(self.session, self.view.conflict)
+        except PreconditionFailed:
+            if self.view.versioned:
+                raise
+            raise self.gone from None  # no version to have changed: the row is gone
+
+    async def change(
+        self, apply: Callable[[AsyncSession, M, B], Awaitable[None]], body: B
+    ) -> Response:
+        """Apply `body` with `apply`; the row as it is then, with its new ETag."""
+        await self._preconditions()
+        await apply(self.session, self.row, body)
+        await self._commit(flush_only=True)
+        item = await self._read()
+        await self._commit()
+        etag = self.view.etag(item)
+        return json_body(item, headers=None if etag is None else {"ETag": etag})
+
+    async def delete(self, remove: Callable[[AsyncSession, M], Awaitable[None]]) -> None:
+        await self._preconditions()
+        try:
+            await remove(self.session, self.row)
+        except NotFound:
+            raise self.gone from None
+        await self._commit()
+
+    async def done(self) -> None:
+        """Commit what the route changed by itself."""
+        await self._commit()
+
+
+def editing(view: View, superuser: bool = False) -> Callable[..., Awaitable[Edit[Any]]]:
+    """A dependency: the `{id}` row of `view` the caller may change, or 401/403/404."""
+
+    async def load(
+        session: SessionDep,
+        caller: CallerDep,
+        request: Request,
+        id: uuid.UUID = Path(description=f"The {view.name}'s id."),
+    ) -> Edit[Any]:
+        row = await lock(session, view, id, caller, superuser)
+        return Edit(row, view, session, caller, request)
+
+    return load
+
+
+async def _me(session: SessionDep, caller: CallerDep, request: Request) -> Edit[User]:
+    try:
+        user = await lock(session, users.VIEW, caller.user_id, caller)
+    except NotFound:  # deleted while this request waited for it
+        raise AuthenticationFailed(ACCOUNT_GONE) from None
+    me = Edit(user, users.VIEW, session, caller, request)
+    me.gone = AuthenticationFailed(ACCOUNT_GONE)
+    return me
+
+
+Me = Annotated[Edit[User], Depends(_me)]
+AnyUser = Annotated[Edit[User], Depends(editing(users.VIEW, superuser=True))]
+OwnedTeam = Annotated[Edit[Team], Depends(editing(teams.VIEW))]
+OwnedPower = Annotated[Edit[Power], Depends(editing(powers.VIEW))]
+OwnedHero = Annotated[Edit[Hero], Depends(editing(heroes.VIEW))]

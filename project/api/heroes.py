@@ -1,0 +1,64 @@
+"""Heroes you own, with their team and powers embedded."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from project.api.deps import CallerDep, DriverDep, OwnedHero, PagerDep
+from project.data.paging import Page
+from project.data.rows import list_rows, read_one
+from project.models import HeroCreate, HeroPublic, HeroUpdate
+from project.services import heroes
+from project.web.conditional import created_response, json_body, read_response
+from project.web.openapi import changed, created, fetched, problems
+from project.web.routing import api_router
+
+router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
+HeroId = Annotated[uuid.UUID, Path(description="The hero's id.")]
+
+
+@router.get("", response_model=Page[HeroPublic])
+async def list_heroes(
+    query: Annotated[heroes.HeroQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
+) -> Response:
+    """The caller's heroes (everyone's for a superuser), with team and powers embedded."""
+    return json_body(await list_rows(db, heroes.VIEW, query, pager, caller))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=HeroPublic,
+    responses={**created("hero"), **problems(status.HTTP_409_CONFLICT)},
+)
+async def create_hero(
+    body: HeroCreate, caller: CallerDep, db: DriverDep, request: Request
+) -> Response:
+    """Create a hero owned by the caller, optionally in one of the caller's teams and with
+    some of the caller's powers."""
+    hero = await heroes.create(db, caller.user_id, body, caller)
+    return created_response(request, hero, heroes.VIEW.etag(hero))
+
+
+@router.get("/{id}", response_model=HeroPublic, responses=fetched("hero"))
+async def read_hero(id: HeroId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+    """One hero, with team and powers embedded. Honours `If-None-Match`."""
+    hero = await read_one(db, heroes.VIEW, id, caller)
+    return read_response(request, hero, heroes.VIEW.etag(hero))
+
+
+@router.patch("/{id}", response_model=HeroPublic, responses=changed("hero"))
+async def update_hero(body: HeroUpdate, hero: OwnedHero) -> Response:
+    """Change a hero; `power_ids` replaces the whole set. Honours `If-Match`."""
+    return await hero.change(heroes.update, body)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
+)
+async def delete_hero(hero: OwnedHero) -> None:
+    """Delete a hero. Honours `If-Match`."""
+    await hero.delete(heroes.delete)

@@ -1,0 +1,65 @@
+"""Powers you own."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from project.api.deps import CallerDep, DriverDep, OwnedPower, PagerDep
+from project.data.paging import Page
+from project.data.rows import list_rows, read_one
+from project.models import PowerCreate, PowerPublic, PowerUpdate
+from project.services import powers
+from project.web.conditional import created_response, json_body, read_response
+from project.web.openapi import changed, created, fetched, problems
+from project.web.routing import api_router
+
+router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
+PowerId = Annotated[uuid.UUID, Path(description="The power's id.")]
+
+
+@router.get("", response_model=Page[PowerPublic])
+async def list_powers(
+    query: Annotated[powers.PowerQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
+) -> Response:
+    """The caller's powers (everyone's for a superuser), one page at a time."""
+    return json_body(await list_rows(db, powers.VIEW, query, pager, caller))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PowerPublic,
+    responses={**created("power"), **problems(status.HTTP_409_CONFLICT)},
+)
+async def create_power(
+    body: PowerCreate, caller: CallerDep, db: DriverDep, request: Request
+) -> Response:
+    """Create a power owned by the caller."""
+    power = await powers.create(db, caller.user_id, body, caller)
+    return created_response(request, power, powers.VIEW.etag(power))
+
+
+@router.get("/{id}", response_model=PowerPublic, responses=fetched("power"))
+async def read_power(id: PowerId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+    """One power. Honours `If-None-Match`."""
+    power = await read_one(db, powers.VIEW, id, caller)
+    return read_response(request, power, powers.VIEW.etag(power))
+
+
+@router.patch(
+    "/{id}", response_model=PowerPublic, responses=changed("power", status.HTTP_409_CONFLICT)
+)
+async def update_power(body: PowerUpdate, power: OwnedPower) -> Response:
+    """Change a power's name or description. Honours `If-Match`."""
+    return await power.change(powers.update, body)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
+)
+async def delete_power(power: OwnedPower) -> None:
+    """Delete a power; heroes that had it lose it. Honours `If-Match`."""
+    await power.delete(powers.delete)

@@ -1,0 +1,87 @@
+"""Teams you own."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from project.api.deps import CallerDep, DriverDep, OwnedTeam, PagerDep
+from project.data.paging import Page
+from project.data.rows import list_rows, read_one
+from project.models import HeroPublic, TeamCreate, TeamDetail, TeamUpdate
+from project.services import heroes, teams
+from project.web.conditional import created_response, json_body, read_response
+from project.web.openapi import changed, created, fetched, problems
+from project.web.routing import api_router
+
+router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
+TeamId = Annotated[uuid.UUID, Path(description="The team's id.")]
+
+
+@router.get("", response_model=Page[TeamDetail])
+async def list_teams(
+    query: Annotated[teams.TeamQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
+) -> Response:
+    """The caller's teams (everyone's for a superuser), one page at a time."""
+    return json_body(await list_rows(db, teams.VIEW, query, pager, caller))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TeamDetail,
+    responses={**created("team"), **problems(status.HTTP_409_CONFLICT)},
+)
+async def create_team(
+    body: TeamCreate, caller: CallerDep, db: DriverDep, request: Request
+) -> Response:
+    """Create a team owned by the caller."""
+    team = await teams.create(db, caller.user_id, body, caller)
+    return created_response(request, team, teams.VIEW.etag(team))
+
+
+@router.get("/{id}", response_model=TeamDetail, responses=fetched("team"))
+async def read_team(id: TeamId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+    """One team, with how many heroes it has. Honours `If-None-Match`."""
+    team = await read_one(db, teams.VIEW, id, caller)
+    return read_response(request, team, teams.VIEW.etag(team))
+
+
+@router.patch(
+    "/{id}", response_model=TeamDetail, responses=changed("team", status.HTTP_409_CONFLICT)
+)
+async def update_team(body: TeamUpdate, team: OwnedTeam) -> Response:
+    """Change a team's name or headquarters. Honours `If-Match`."""
+    return await team.change(teams.update, body)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
+)
+async def delete_team(team: OwnedTeam) -> None:
+    """Delete a team; its heroes stay, without a team. Honours `If-Match`."""
+    await team.delete(teams.delete)
+
+
+@router.get(
+    "/{id}/heroes", response_model=Page[HeroPublic], responses=problems(status.HTTP_404_NOT_FOUND)
+)
+async def list_team_heroes(
+    id: TeamId,
+    query: Annotated[heroes.HeroFilters, Query()],
+    caller: CallerDep,
+    db: DriverDep,
+    pager: PagerDep,
+) -> Response:
+    """The heroes of one team, one page at a time."""
+    await read_one(db, teams.VIEW, id, caller)  # the caller's team, or 404
+    page = await list_rows(
+        db, heroes.VIEW, heroes.HeroQuery(**query.model_dump(), team_id=id), pager, caller
+    )
+    if not page["items"]:
+        # No heroes, because the team has just been deleted (on PostgreSQL each statement
+        # sees what was committed before it): gone, rather than a team with none.
+        await read_one(db, teams.VIEW, id, caller)
+    return json_body(page)

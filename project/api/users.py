@@ -1,0 +1,111 @@
+"""Your account; everyone's, for superusers."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Path, Query, Request, Response, status
+
+from project.api.deps import (
+    AnyUser,
+    CallerDep,
+    DriverDep,
+    HasherDep,
+    Me,
+    PagerDep,
+    SettingsDep,
+)
+from project.auth.credentials import verify_credentials
+from project.data.paging import Page
+from project.data.rows import list_rows, read_one
+from project.errors import AuthenticationFailed, BadRequest
+from project.models import PasswordChange, UserPublic, UserUpdate, UserUpdateMe
+from project.services import users
+from project.web.conditional import json_body
+from project.web.inbound import client_address
+from project.web.openapi import problems
+from project.web.routing import api_router
+
+router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
+UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
+ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
+
+
+@router.get("/me", response_model=UserPublic)
+async def read_me(caller: CallerDep, db: DriverDep) -> Response:
+    """The caller's own account."""
+    return json_body(await read_one(db, users.VIEW, caller.user_id, caller))
+
+
+@router.patch("/me", response_model=UserPublic, responses=problems(status.HTTP_409_CONFLICT))
+async def update_me(body: UserUpdateMe, me: Me) -> Response:
+    """Change the caller's email or full name."""
+    return await me.change(users.update, body)
+
+
+@router.put(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS),
+)
+async def change_password(
+    body: PasswordChange, me: Me, request: Request, hasher: HasherDep, settings: SettingsDep
+) -> None:
+    """Change the caller's password; every other session of the caller ends. Wrong current
+    passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
+    try:
+        await verify_credentials(
+            me.session,
+            hasher,
+            settings,
+            me.row.email,
+            body.current_password,
+            client_address(request),
+        )
+    except AuthenticationFailed:
+        raise BadRequest("The current password is wrong.") from None
+    hashed = await hasher.hash(body.new_password)
+    await users.update(me.session, me.row, UserUpdateMe(), hashed, keep=me.caller.session_id)
+    await me.done()
+
+
+@router.delete(
+    "/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(status.HTTP_409_CONFLICT)
+)
+async def delete_me(me: Me) -> None:
+    """Delete the caller's account, with every team, hero and power it owns."""
+    await me.delete(users.delete)
+
+
+@router.get("", response_model=Page[UserPublic], responses=problems(status.HTTP_403_FORBIDDEN))
+async def list_users(
+    query: Annotated[users.UserQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
+) -> Response:
+    """Every account (superusers only)."""
+    return json_body(await list_rows(db, users.VIEW, query, pager, caller, superuser=True))
+
+
+@router.get("/{id}", response_model=UserPublic, responses=ONE_USER)
+async def read_user(id: UserId, caller: CallerDep, db: DriverDep) -> Response:
+    """One account (superusers only)."""
+    return json_body(await read_one(db, users.VIEW, id, caller, superuser=True))
+
+
+@router.patch(
+    "/{id}",
+    response_model=UserPublic,
+    responses={**ONE_USER, **problems(status.HTTP_409_CONFLICT)},
+)
+async def update_user(body: UserUpdate, user: AnyUser) -> Response:
+    """Change an account (superusers only). Deactivating it or taking its superuser rights
+    ends all its sessions at once."""
+    return await user.change(users.update, body)
+
+
+@router.delete(
+    "/{id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**ONE_USER, **problems(status.HTTP_409_CONFLICT)},
+)
+async def delete_user(user: AnyUser) -> None:
+    """Delete an account and everything it owns (superusers only)."""
+    await user.delete(users.delete)

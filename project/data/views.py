@@ -1,0 +1,246 @@
+"""What the API shows of a table, and the statements that read it.
+
+A `View` pairs a table with its public model. Each public field is a column of the table, a
+relationship (the related rows, embedded as their own public model), or a count of the rows
+of another table that refer to this one. From that alone it builds the statements every
+resource is read with, once per shape: one row with the caller's session check in the same
+statement, or a keyset page; and it turns their rows into JSON-ready dicts and ETags.
+"""
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Uuid,
+    bindparam,
+    func,
+    inspect,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.orm import aliased, configure_mappers
+from sqlmodel import SQLModel, col
+
+from project.auth.sessions import live_session
+from project.errors import CONFLICT
+from project.models import AuthSession, User
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A list filter: its condition on a bound value, and how a query's value becomes it."""
+
+    where: Callable[[Any], ColumnElement[bool]]
+    prepare: Callable[[Any], Any] = lambda value: value
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A public field that is a relationship: the related rows as their public model."""
+
+    name: str
+    model: Any  # a table
+    fields: tuple[str, ...]
+    many: bool
+    key: str | None  # a single row's: the column that names it (a hero's `team_id`)
+    order_by: tuple[ColumnElement[Any], ...]
+
+    def of(self, row: Row, at: int) -> dict[str, Any] | None:
+        """The embedded row whose columns start at `at`, or None (the outer join's nulls)."""
+        values = row[at : at + len(self.fields)]
+        if values[self.fields.index("id")] is None:
+            return None
+        return dict(zip(self.fields, values, strict=True))
+
+
+def _public_model(annotation: Any) -> type[BaseModel]:
+    for arg in (annotation, *get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    raise TypeError(f"no model in {annotation}")
+
+
+def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedded]:
+    """The public fields named like a relationship of `model`."""
+    relationships = inspect(model).relationships
+    for name, field in public.model_fields.items():
+        if name in relationships:
+            prop = relationships[name]
+            key = None if prop.uselist else next(iter(prop.local_columns)).key
+            fields = tuple(_public_model(field.annotation).model_fields)
+            yield Embedded(name, prop.mapper.class_, fields, prop.uselist, key, prop.order_by or ())
+
+
+def make_etag(version: int, *embedded: object) -> str:
+    """A strong validator: the row's version, and a digest of what the body embeds."""
+    if not embedded:
+        return f'"{version}"'
+    digest = hashlib.sha256(repr(embedded).encode()).hexdigest()[:12]
+    return f'"{version}-{digest}"'
+
+
+class View:
+    """`model` (a table) as `public` (its response model) shows it; `sorts` and `filters`
+    are what its lists accept, `counts` its count fields (the foreign key of the counted
+    rows), `conflict` what a unique clash on it means."""
+
+    def __init__(
+        self,
+        model: type[SQLModel],
+        public: type[BaseModel],
+        *,
+        sorts: Mapping[str, Any],
+        filters: Mapping[str, Filter] | None = None,
+        counts: Mapping[str, Any] | None = None,
+        conflict: str = CONFLICT,
+    ) -> None:
+        configure_mappers()
+        self.model: Any = model
+        self.public, self.sorts = public, sorts
+        self.filters, self.counts = dict(filters or {}), dict(counts or {})
+        self.conflict = conflict
+        self.name = model.__name__.lower()
+        # Rows of an owned table are their owner's; a user is its own.
+        self.owner = "owner_id" if "owner_id" in model.model_fields else "id"
+        self.embedded = tuple(_embedded(model, public))
+        nested = {e.name for e in self.embedded} | set(self.counts)
+        self.fields = tuple(f for f in public.model_fields if f not in nested)
+        self.versioned = "version" in self.fields
+        self._id = self.fields.index("id")
+        self._plan = self._layout()
+
+    def _layout(self) -> list[tuple[str, Embedded | None, int]]:
+        """Where each public field is in a row (the order `_columns` selects in)."""
+        at: dict[str, tuple[Embedded | None, int]] = {
+            name: (None, i) for i, name in enumerate((*self.fields, *self.counts))
+        }
+        start = len(self.fields) + len(self.counts)
+        for embedded in self.embedded:
+            at[embedded.name] = (embedded, start)
+            start += len(embedded.fields)
+        return [(name, *at[name]) for name in self.public.model_fields]
+
+    def _columns(self, t: Any) -> list[Any]:
+        columns = [getattr(t, field) for field in self.fields]
+        columns += [
+            select(func.count()).where(key == t.id).scalar_subquery()
+            for key in self.counts.values()
+        ]
+        for embedded in self.embedded:
+            columns += [getattr(embedded.model, field) for field in embedded.fields]
+        return columns
+
+    def _joined(self, stmt: Select[Any], t: Any) -> Select[Any]:
+        for embedded in self.embedded:
+            stmt = stmt.outerjoin(getattr(t, embedded.name))
+        return stmt
+
+    def _in_order(self) -> list[ColumnElement[Any]]:
+        return [column for e in self.embedded for column in e.order_by]
+
+    def one(self) -> Select[Any]:
+        """The caller's superuser flag and the row `:id` if the caller may see it, joined to
+        the caller's live session: no row at all means the token's session or user is gone
+        (401), a row without the target that the caller may not see it or it does not exist."""
+        t = aliased(self.model, name="target")  # users are the caller's table too
+        visible = (getattr(t, self.owner) == col(User.id)) | col(User.is_superuser)
+        stmt = (
+            select(col(User.is_superuser), *self._columns(t))
+            .select_from(User)
+            .join(AuthSession, true())
+            .outerjoin(t, (t.id == bindparam("id")) & visible)
+        )
+        stmt = self._joined(stmt, t).where(live_session(bindparam("sid"), bindparam("uid")))
+        return stmt.order_by(*self._in_order())
+
+    def row(self) -> Select[Any]:
+        """The row `:id`, for whoever has already been let at it."""
+        t = aliased(self.model, name="target")
+        stmt = self._joined(select(*self._columns(t)).select_from(t), t)
+        return stmt.where(t.id == bindparam("id")).order_by(*self._in_order())
+
+    def _where(self, scoped: bool, filters: frozenset[str]) -> list[ColumnElement[bool]]:
+        where = [self.filters[name].where(bindparam(name)) for name in sorted(filters)]
+        if scoped:
+            where.append(getattr(self.model, self.owner) == bindparam("owner"))
+        return where
+
+    def page(self, scoped: bool, sort: str, after: bool, filters: frozenset[str]) -> Select[Any]:
+        """`:limit` rows in `sort` order (`after` the cursor's position), each row with what
+        it embeds and, last, its sort key."""
+        key = self.sorts[sort.lstrip("-")]
+        descending = sort.startswith("-")
+        row_id = col(self.model.id)
+        inner = select(self.model, key.label("sort_key")).where(*self._where(scoped, filters))
+        if after:
+            position = tuple_(key, row_id)
+            bound = tuple_(
+                bindparam("after_key", type_=key.type), bindparam("after_id", type_=Uuid())
+            )
+            inner = inner.where(position < bound if descending else position > bound)
+        order = (key.desc(), row_id.desc()) if descending else (key, row_id)
+        page = inner.order_by(*order).limit(bindparam("limit", type_=Integer)).subquery("page")
+        t = aliased(self.model, page)
+        stmt = self._joined(select(*self._columns(t), page.c.sort_key).select_from(t), t)
+        ends = [page.c.sort_key, page.c.id]
+        if descending:
+            ends = [end.desc() for end in ends]
+        return stmt.order_by(*ends, *self._in_order())
+
+    def total(self, scoped: bool, filters: frozenset[str]) -> Select[Any]:
+        matching = select(col(self.model.id)).where(*self._where(scoped, filters))
+        return select(func.count()).select_from(matching.subquery())
+
+    def items(self, rows: Sequence[Row], start: int = 0) -> list[tuple[dict[str, Any], Row]]:
+        """Each row's item (a dict in the public model's field order) with its first row;
+        rows come grouped by item, a row per embedded row of a list."""
+        found: list[tuple[dict[str, Any], Row]] = []
+        row_id = start + self._id
+        for row in rows:
+            if row[row_id] is None:
+                continue  # the outer join found nothing
+            if not found or found[-1][1][row_id] != row[row_id]:
+                item: dict[str, Any] = {}
+                for name, embedded, at in self._plan:
+                    i = start + at
+                    if embedded is None:
+                        item[name] = row[i]
+                    elif embedded.many:
+                        item[name] = []
+                    else:
+                        item[name] = embedded.of(row, i)
+                found.append((item, row))
+            for name, embedded, at in self._plan:
+                nested = embedded.of(row, start + at) if embedded and embedded.many else None
+                if nested is not None:
+                    found[-1][0][name].append(nested)
+        return found
+
+    def item(self, row: SQLModel, **embedded: Any) -> dict[str, Any]:
+        """A new row's item, from the row itself and what it embeds; nothing refers to it
+        yet, so every count is 0."""
+        values = {f: getattr(row, f) for f in self.fields} | dict.fromkeys(self.counts, 0)
+        return {name: {**values, **embedded}[name] for name in self.public.model_fields}
+
+    def etag(self, item: Mapping[str, Any]) -> str | None:
+        """The item's strong validator: its version, the versions of what it embeds and its
+        counts; None for a table without versions."""
+        if not self.versioned:
+            return None
+        embedded: list[object] = []
+        for e in self.embedded:
+            value = item[e.name]
+            if e.many:
+                embedded.append([(row["id"], row["version"]) for row in value])
+            else:
+                embedded.append(None if value is None else (value["id"], value["version"]))
+        return make_etag(item["version"], *embedded, *(item[c] for c in self.counts))

@@ -1,0 +1,215 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request)."""
+
+import logging
+import random
+import re
+import time
+
+from fastapi import status
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from project.web.logs import current_request_id
+from project.web.problems import internal_error_response, problem_response
+
+access_log = logging.getLogger("project.access")
+logger = logging.getLogger("project")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Swagger UI and ReDoc load their scripts and styles from jsDelivr and run an inline script.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "worker-src 'self' blob:; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+
+
+def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every response gets unless its handler set them, encoded once."""
+    return tuple(
+        (name.encode(), value.encode())
+        for name, value in (
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "no-referrer"),
+            ("content-security-policy", csp),
+            ("cache-control", "no-store"),
+        )
+    )
+
+
+API_HEADERS = _security_headers(API_CSP)
+DOCS_HEADERS = _security_headers(DOCS_CSP)
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the client's `X-Request-ID` or a new one, echoed back),
+    sets security headers on every response, writes one log line per request, and turns
+    anything unhandled into a problem+json 500 without a traceback in the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = RequestInfo(scope)
+        started = time.perf_counter()
+        token = current_request_id.set(sent.request_id)
+        defaults = DOCS_HEADERS if scope["path"].startswith(DOCS_PATHS) else API_HEADERS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                sent.status = message["status"]
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.append((b"x-request-id", sent.request_id.encode("latin-1")))
+                headers.extend(pair for pair in defaults if pair[0] not in present)
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            logger.exception("unhandled error")
+            if sent.status is not None:
+                raise
+            await internal_error_response()(scope, receive, send_with_headers)
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": sent.request_id,
+                        "method": scope["method"],
+                        "route": route_template(scope),
+                        "status": sent.status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": (scope.get("client") or (None,))[0],
+                    }
+                },
+            )
+            current_request_id.reset(token)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route that served a request (`/api/v1/heroes/{id}`), once the
+    router has matched it; a mounted app's routes (the admin's) with their mount's prefix."""
+    path: str | None = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    mount: str = scope.get("root_path", "").removeprefix(scope.get("app_root_path", ""))
+    return mount + path
+
+
+class RequestInfo:
+    """What the context middleware learns about one request while serving it."""
+
+    __slots__ = ("request_id", "status")
+
+    def __init__(self, scope: Scope) -> None:
+        given = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        # Not a secret, only a label: random bits without a system call per request.
+        self.request_id = (
+            given if given and _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
+        )
+        self.status: int | None = None
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"The request body is over {limit} bytes."
+        )
+
+
+class BodySizeLimitMiddleware:
+    """413 for a body over the limit: at once when `Content-Length` says so, otherwise as
+    soon as the streamed body passes it, so an oversized body is never buffered whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                error = BodyTooLarge(self.max_bytes)
+                await problem_response(error.status_code, error.detail)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in problem+json like every other
+    error (Starlette answers it in plain text)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != status.HTTP_400_BAD_REQUEST:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-type", "content-length")
+        }
+        return problem_response(
+            status.HTTP_400_BAD_REQUEST,
+            f"Cross-origin request refused; not allowed here: {refused}.",
+            headers,
+        )
+
+
+class HeadMiddleware:
+    """HEAD, which every HTTP server must support (RFC 9110 §9.1): served as the GET it
+    mirrors, with the body left out and the headers kept (`ETag` and `Content-Length`
+    included), so a client can check a resource without downloading it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        # A copy: the server reads the method from its own scope to know that this response
+        # has no body (httptools otherwise drops the connection, missing the promised bytes).
+        # What the router records in the copy (the route it matched) is copied back for the
+        # access log and the metrics around this middleware.
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send_headers_only)
+        finally:
+            scope.update((key, value) for key, value in as_get.items() if key != "method")

@@ -1,0 +1,65 @@
+"""The router every resource uses: requests checked, errors documented as problems."""
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, params, status
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from project.database import release
+from project.web.inbound import as_malformed_body, check_request
+from project.web.openapi import problems
+
+API_PREFIX = "/api/v1"
+
+
+class ProblemRoute(APIRoute):
+    """Checks a request before the framework parses it (`project.inbound`: a body of the
+    wrong media type is a 415, instead of the framework's 422 about a missing dict), turns
+    the framework's bare 400s for unreadable JSON into 422s, and hands the database
+    connection back as soon as the response is built rather than after it has been sent."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
+            kwargs["response_class"] = Response  # no body, so no Content-Type either
+        super().__init__(path, endpoint, **kwargs)
+        if self.body_field is not None:  # only a body it reads is refused for its type
+            self.responses = {**problems(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE), **self.responses}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        body_kind = None
+        if self.body_field is not None:
+            body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
+
+        async def route_handler(request: Request) -> Response:
+            await check_request(request, body_kind)
+            try:
+                return await handler(request)
+            except StarletteHTTPException as exc:
+                if (malformed := as_malformed_body(exc)) is None:
+                    raise
+                raise malformed from exc
+            finally:
+                await release(request)
+
+        return route_handler
+
+
+def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
+    """A router whose operations all document 413, 422, 503 and `codes` as problems (and
+    those that read a body 415: see `ProblemRoute`)."""
+    common = (
+        status.HTTP_413_CONTENT_TOO_LARGE,
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    return APIRouter(
+        prefix=API_PREFIX + prefix,
+        tags=list(tags),
+        route_class=ProblemRoute,
+        responses=problems(*common, *codes),
+    )
