@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm.exc import StaleDataError
 
 from project.config import Settings
-from project.db.driver import Driver, driver
+from project.db.driver import Driver
 from project.db.pool import FairQueuePool, ping
 from project.db.schema import ALEMBIC_INI
 from project.db.sqlite import SQLITE_WRITE, WriterQueue, configure_sqlite
@@ -92,9 +92,10 @@ class Database:
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
 
-    def driver(self, idempotent: bool = False) -> AbstractAsyncContextManager[Driver]:
-        """A connection of its own for statements on the driver (see `project.db.driver`)."""
-        return driver(self.engine, idempotent=idempotent, turn=self.write_turn)
+    def driver(self, idempotent: bool = False) -> Driver:
+        """A connection of its own, taken on first use, for statements on the driver (see
+        `project.db.driver`); `async with` hands it back."""
+        return Driver(self.engine, idempotent=idempotent, turn=self.write_turn)
 
     def write_turn(self) -> AbstractAsyncContextManager[None]:
         """Around a write outside a session: on SQLite, this process's turn to write."""

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from project.api import teams as teams_api
+from project.data.rows import Rows
 from project.models import Team
 from project.services import teams
 from project.text import BLANKS, IGNORABLE, NOT_BLANK
@@ -193,10 +193,10 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
 def deleted_once_found(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every team a request finds is deleted (its heroes leaving it, as DELETE does) right
     after it was found, before the request reads anything else."""
-    find = teams_api.read_one
+    find = Rows.one
 
-    async def find_then_delete(db: Any, view: Any, row_id: uuid.UUID, *args: Any) -> Any:
-        found = await find(db, view, row_id, *args)
+    async def find_then_delete(rows: Rows, view: Any, row_id: uuid.UUID, *args: Any) -> Any:
+        found = await find(rows, view, row_id, *args)
         if view is teams.VIEW:
             async with app.state.database.session(write=True) as other:
                 team = await other.get(Team, row_id)
@@ -205,7 +205,7 @@ def deleted_once_found(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
                     await other.commit()
         return found
 
-    monkeypatch.setattr(teams_api, "read_one", find_then_delete)
+    monkeypatch.setattr(Rows, "one", find_then_delete)
 
 
 @pytest.mark.usefixtures("deleted_once_found")

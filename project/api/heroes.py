@@ -5,9 +5,8 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from project.api.deps import CallerDep, DriverDep, OwnedHero, PagerDep
+from project.api.deps import OwnedHero, RowsDep
 from project.data.paging import Page
-from project.data.rows import list_rows, read_one
 from project.models import HeroCreate, HeroPublic, HeroUpdate
 from project.services import heroes
 from project.web.conditional import created_response, json_body, read_response
@@ -19,11 +18,9 @@ HeroId = Annotated[uuid.UUID, Path(description="The hero's id.")]
 
 
 @router.get("", response_model=Page[HeroPublic])
-async def list_heroes(
-    query: Annotated[heroes.HeroQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
-) -> Response:
+async def list_heroes(query: Annotated[heroes.HeroQuery, Query()], rows: RowsDep) -> Response:
     """The caller's heroes (everyone's for a superuser), with team and powers embedded."""
-    return json_body(await list_rows(db, heroes.VIEW, query, pager, caller))
+    return json_body(await rows.page(heroes.VIEW, query))
 
 
 @router.post(
@@ -32,19 +29,17 @@ async def list_heroes(
     response_model=HeroPublic,
     responses={**created("hero"), **problems(status.HTTP_409_CONFLICT)},
 )
-async def create_hero(
-    body: HeroCreate, caller: CallerDep, db: DriverDep, request: Request
-) -> Response:
+async def create_hero(body: HeroCreate, rows: RowsDep, request: Request) -> Response:
     """Create a hero owned by the caller, optionally in one of the caller's teams and with
     some of the caller's powers."""
-    hero = await heroes.create(db, caller.user_id, body, caller)
+    hero = await heroes.create(rows.db, rows.caller.user_id, body, rows.caller)
     return created_response(request, hero, heroes.VIEW.etag(hero))
 
 
 @router.get("/{id}", response_model=HeroPublic, responses=fetched("hero"))
-async def read_hero(id: HeroId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+async def read_hero(id: HeroId, rows: RowsDep, request: Request) -> Response:
     """One hero, with team and powers embedded. Honours `If-None-Match`."""
-    hero = await read_one(db, heroes.VIEW, id, caller)
+    hero = await rows.one(heroes.VIEW, id)
     return read_response(request, hero, heroes.VIEW.etag(hero))
 
 

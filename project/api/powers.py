@@ -5,9 +5,8 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from project.api.deps import CallerDep, DriverDep, OwnedPower, PagerDep
+from project.api.deps import OwnedPower, RowsDep
 from project.data.paging import Page
-from project.data.rows import list_rows, read_one
 from project.models import PowerCreate, PowerPublic, PowerUpdate
 from project.services import powers
 from project.web.conditional import created_response, json_body, read_response
@@ -19,11 +18,9 @@ PowerId = Annotated[uuid.UUID, Path(description="The power's id.")]
 
 
 @router.get("", response_model=Page[PowerPublic])
-async def list_powers(
-    query: Annotated[powers.PowerQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
-) -> Response:
+async def list_powers(query: Annotated[powers.PowerQuery, Query()], rows: RowsDep) -> Response:
     """The caller's powers (everyone's for a superuser), one page at a time."""
-    return json_body(await list_rows(db, powers.VIEW, query, pager, caller))
+    return json_body(await rows.page(powers.VIEW, query))
 
 
 @router.post(
@@ -32,18 +29,16 @@ async def list_powers(
     response_model=PowerPublic,
     responses={**created("power"), **problems(status.HTTP_409_CONFLICT)},
 )
-async def create_power(
-    body: PowerCreate, caller: CallerDep, db: DriverDep, request: Request
-) -> Response:
+async def create_power(body: PowerCreate, rows: RowsDep, request: Request) -> Response:
     """Create a power owned by the caller."""
-    power = await powers.create(db, caller.user_id, body, caller)
+    power = await powers.create(rows.db, rows.caller.user_id, body, rows.caller)
     return created_response(request, power, powers.VIEW.etag(power))
 
 
 @router.get("/{id}", response_model=PowerPublic, responses=fetched("power"))
-async def read_power(id: PowerId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+async def read_power(id: PowerId, rows: RowsDep, request: Request) -> Response:
     """One power. Honours `If-None-Match`."""
-    power = await read_one(db, powers.VIEW, id, caller)
+    power = await rows.one(powers.VIEW, id)
     return read_response(request, power, powers.VIEW.etag(power))
 
 

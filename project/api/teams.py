@@ -5,9 +5,8 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from project.api.deps import CallerDep, DriverDep, OwnedTeam, PagerDep
+from project.api.deps import OwnedTeam, RowsDep
 from project.data.paging import Page
-from project.data.rows import list_rows, read_one
 from project.models import HeroPublic, TeamCreate, TeamDetail, TeamUpdate
 from project.services import heroes, teams
 from project.web.conditional import created_response, json_body, read_response
@@ -19,11 +18,9 @@ TeamId = Annotated[uuid.UUID, Path(description="The team's id.")]
 
 
 @router.get("", response_model=Page[TeamDetail])
-async def list_teams(
-    query: Annotated[teams.TeamQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
-) -> Response:
+async def list_teams(query: Annotated[teams.TeamQuery, Query()], rows: RowsDep) -> Response:
     """The caller's teams (everyone's for a superuser), one page at a time."""
-    return json_body(await list_rows(db, teams.VIEW, query, pager, caller))
+    return json_body(await rows.page(teams.VIEW, query))
 
 
 @router.post(
@@ -32,18 +29,16 @@ async def list_teams(
     response_model=TeamDetail,
     responses={**created("team"), **problems(status.HTTP_409_CONFLICT)},
 )
-async def create_team(
-    body: TeamCreate, caller: CallerDep, db: DriverDep, request: Request
-) -> Response:
+async def create_team(body: TeamCreate, rows: RowsDep, request: Request) -> Response:
     """Create a team owned by the caller."""
-    team = await teams.create(db, caller.user_id, body, caller)
+    team = await teams.create(rows.db, rows.caller.user_id, body, rows.caller)
     return created_response(request, team, teams.VIEW.etag(team))
 
 
 @router.get("/{id}", response_model=TeamDetail, responses=fetched("team"))
-async def read_team(id: TeamId, caller: CallerDep, db: DriverDep, request: Request) -> Response:
+async def read_team(id: TeamId, rows: RowsDep, request: Request) -> Response:
     """One team, with how many heroes it has. Honours `If-None-Match`."""
-    team = await read_one(db, teams.VIEW, id, caller)
+    team = await rows.one(teams.VIEW, id)
     return read_response(request, team, teams.VIEW.etag(team))
 
 
@@ -71,17 +66,13 @@ async def delete_team(team: OwnedTeam) -> None:
 async def list_team_heroes(
     id: TeamId,
     query: Annotated[heroes.HeroFilters, Query()],
-    caller: CallerDep,
-    db: DriverDep,
-    pager: PagerDep,
+    rows: RowsDep,
 ) -> Response:
     """The heroes of one team, one page at a time."""
-    await read_one(db, teams.VIEW, id, caller)  # the caller's team, or 404
-    page = await list_rows(
-        db, heroes.VIEW, heroes.HeroQuery(**query.model_dump(), team_id=id), pager, caller
-    )
+    await rows.one(teams.VIEW, id)  # the caller's team, or 404
+    page = await rows.page(heroes.VIEW, heroes.HeroQuery(**query.model_dump(), team_id=id))
     if not page["items"]:
         # No heroes, because the team has just been deleted (on PostgreSQL each statement
         # sees what was committed before it): gone, rather than a team with none.
-        await read_one(db, teams.VIEW, id, caller)
+        await rows.one(teams.VIEW, id)
     return json_body(page)

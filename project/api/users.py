@@ -5,18 +5,9 @@ from typing import Annotated
 
 from fastapi import Path, Query, Request, Response, status
 
-from project.api.deps import (
-    AnyUser,
-    CallerDep,
-    DriverDep,
-    HasherDep,
-    Me,
-    PagerDep,
-    SettingsDep,
-)
+from project.api.deps import AnyUser, HasherDep, Me, RowsDep, SettingsDep
 from project.auth.credentials import verify_credentials
 from project.data.paging import Page
-from project.data.rows import list_rows, read_one
 from project.errors import AuthenticationFailed, BadRequest
 from project.models import PasswordChange, UserPublic, UserUpdate, UserUpdateMe
 from project.services import users
@@ -31,9 +22,9 @@ ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
 
 
 @router.get("/me", response_model=UserPublic)
-async def read_me(caller: CallerDep, db: DriverDep) -> Response:
+async def read_me(rows: RowsDep) -> Response:
     """The caller's own account."""
-    return json_body(await read_one(db, users.VIEW, caller.user_id, caller))
+    return json_body(await rows.one(users.VIEW, rows.caller.user_id))
 
 
 @router.patch("/me", response_model=UserPublic, responses=problems(status.HTTP_409_CONFLICT))
@@ -77,17 +68,15 @@ async def delete_me(me: Me) -> None:
 
 
 @router.get("", response_model=Page[UserPublic], responses=problems(status.HTTP_403_FORBIDDEN))
-async def list_users(
-    query: Annotated[users.UserQuery, Query()], caller: CallerDep, db: DriverDep, pager: PagerDep
-) -> Response:
+async def list_users(query: Annotated[users.UserQuery, Query()], rows: RowsDep) -> Response:
     """Every account (superusers only)."""
-    return json_body(await list_rows(db, users.VIEW, query, pager, caller, superuser=True))
+    return json_body(await rows.page(users.VIEW, query, superuser=True))
 
 
 @router.get("/{id}", response_model=UserPublic, responses=ONE_USER)
-async def read_user(id: UserId, caller: CallerDep, db: DriverDep) -> Response:
+async def read_user(id: UserId, rows: RowsDep) -> Response:
     """One account (superusers only)."""
-    return json_body(await read_one(db, users.VIEW, id, caller, superuser=True))
+    return json_body(await rows.one(users.VIEW, id, superuser=True))
 
 
 @router.patch(

@@ -2,6 +2,7 @@
 the driver with the caller's session checked in it; a page is that check and one statement."""
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, true
@@ -98,3 +99,19 @@ async def list_rows(
     """A page of what the caller may see: their own rows, or everyone's for a superuser."""
     everyone = await check_caller(db, caller, **superuser)
     return await read_page(db, view, query, pager, None if everyone else caller.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A request's way to the rows, as its caller: a connection taken on first use (see
+    `Driver`) and the cursors' signer."""
+
+    db: Driver
+    caller: Caller
+    pager: Pager
+
+    async def one(self, view: View, row_id: uuid.UUID, superuser: bool = False) -> dict[str, Any]:
+        return await read_one(self.db, view, row_id, self.caller, superuser)
+
+    async def page(self, view: View, query: ListQuery, superuser: bool = False) -> dict[str, Any]:
+        return await list_rows(self.db, view, query, self.pager, self.caller, superuser=superuser)

@@ -191,7 +191,7 @@ class View:
         page = inner.order_by(*order).limit(bindparam("limit", type_=Integer)).subquery("page")
         t = aliased(self.model, page)
         stmt = self._joined(select(*self._columns(t), page.c.sort_key).select_from(t), t)
-        ends = [page.c.sort_key, page.c.id]
+        ends: list[Any] = [page.c.sort_key, page.c.id]
         if descending:
             ends = [end.desc() for end in ends]
         return stmt.order_by(*ends, *self._in_order())

@@ -74,14 +74,19 @@ STATEMENTS = Statements()
 class Driver:
     """Runs compiled statements on the driver of one pooled connection: that of an open
     `AsyncConnection` (`Driver.of`, inside its transaction), or one taken from the pool on
-    first use (`driver`), where each statement commits on its own unless in `transaction()`."""
+    first use, where each statement commits on its own unless in `transaction()`, and
+    handed back by `release` (or the end of `async with`).
+
+    With `idempotent` (statements that may safely run twice: reads), that connection is
+    taken without the pool's `ping`, which costs a round trip per request on PostgreSQL; a
+    statement that finds it dead runs again on a checked one instead."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         raw: PoolProxiedConnection | None = None,
         conn: AsyncConnection | None = None,
-        retry: bool = False,
+        idempotent: bool = False,
         turn: Turn = nullcontext,
     ) -> None:
         self._engine = engine
@@ -89,14 +94,18 @@ class Driver:
         self._driver: Any = raw and raw.driver_connection
         self._conn = conn
         self._sqlite = engine.dialect.name == "sqlite"
-        # A read may run twice: its connection is taken unchecked, and a statement that
-        # finds it lost runs again on a checked one.
-        self._retry = retry
+        self._retry = idempotent
         self.turn = turn  # a writer's turn (SQLite: one writer of this process at a time)
 
     @property
     def dialect(self) -> Dialect:
         return self._engine.dialect
+
+    async def __aenter__(self) -> "Driver":
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.release()
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> "Driver":
@@ -223,18 +232,3 @@ class Driver:
                 await done()
             except Exception as exc:
                 await self._raise(exc, "COMMIT")
-
-
-@asynccontextmanager
-async def driver(
-    engine: AsyncEngine, *, idempotent: bool = False, turn: Turn = nullcontext
-) -> AsyncIterator[Driver]:
-    """A pooled connection, taken on first use, outside any transaction: each statement is
-    its own snapshot. With `idempotent` (statements that may safely run twice: reads), the
-    connection is taken without the pool's `ping`, which costs a round trip per request on
-    PostgreSQL; a statement that finds it dead runs again on a checked one instead."""
-    db = Driver(engine, retry=idempotent, turn=turn)
-    try:
-        yield db
-    finally:
-        await db.release()
