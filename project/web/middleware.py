@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request)."""
+"""Pure ASGI middleware (BaseHTTPMiddleware would cost a task per request)."""
 
 import logging
 import random
@@ -27,7 +27,6 @@ DOCS_CSP = (
     "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
@@ -44,8 +43,17 @@ def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
     )
 
 
-API_HEADERS = _security_headers(API_CSP)
-DOCS_HEADERS = _security_headers(DOCS_CSP)
+API_HEADERS, DOCS_HEADERS = _security_headers(API_CSP), _security_headers(DOCS_CSP)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route that served a request (`/api/v1/heroes/{id}`); a mounted
+    app's routes (the admin's) with their mount's prefix."""
+    path: str | None = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return None
+    mount: str = scope.get("root_path", "").removeprefix(scope.get("app_root_path", ""))
+    return mount + path
 
 
 class RequestContextMiddleware:
@@ -60,17 +68,21 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = RequestInfo(scope)
-        started = time.perf_counter()
-        token = current_request_id.set(sent.request_id)
-        defaults = DOCS_HEADERS if scope["path"].startswith(DOCS_PATHS) else API_HEADERS
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        # Not a secret, only a label: random bits without a system call per request.
+        request_id = given if _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
+        started, sent = time.perf_counter(), None
+        token = current_request_id.set(request_id)
+        docs = scope["path"].startswith(("/docs", "/redoc"))
+        defaults = DOCS_HEADERS if docs else API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal sent
             if message["type"] == "http.response.start":
-                sent.status = message["status"]
+                sent = message["status"]
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.append((b"x-request-id", sent.request_id.encode("latin-1")))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
                 headers.extend(pair for pair in defaults if pair[0] not in present)
                 message["headers"] = headers
             await send(message)
@@ -79,59 +91,20 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         except Exception:
             logger.exception("unhandled error")
-            if sent.status is not None:
+            if sent is not None:
                 raise
             await internal_error_response()(scope, receive, send_with_headers)
         finally:
-            access_log.info(
-                "request",
-                extra={
-                    "fields": {
-                        "request_id": sent.request_id,
-                        "method": scope["method"],
-                        "route": route_template(scope),
-                        "status": sent.status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "client": (scope.get("client") or (None,))[0],
-                    }
-                },
-            )
+            fields = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": route_template(scope),
+                "status": sent,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": (scope.get("client") or (None,))[0],
+            }
+            access_log.info("request", extra={"fields": fields})
             current_request_id.reset(token)
-
-
-def route_template(scope: Scope) -> str | None:
-    """The template of the route that served a request (`/api/v1/heroes/{id}`), once the
-    router has matched it; a mounted app's routes (the admin's) with their mount's prefix."""
-    path: str | None = getattr(scope.get("route"), "path", None)
-    if path is None:
-        return None
-    mount: str = scope.get("root_path", "").removeprefix(scope.get("app_root_path", ""))
-    return mount + path
-
-
-class RequestInfo:
-    """What the context middleware learns about one request while serving it."""
-
-    __slots__ = ("request_id", "status")
-
-    def __init__(self, scope: Scope) -> None:
-        given = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-                break
-        # Not a secret, only a label: random bits without a system call per request.
-        self.request_id = (
-            given if given and _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
-        )
-        self.status: int | None = None
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"The request body is over {limit} bytes."
-        )
 
 
 class BodySizeLimitMiddleware:
@@ -141,6 +114,7 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.detail = f"The request body is over {max_bytes} bytes."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,8 +122,8 @@ class BodySizeLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                error = BodyTooLarge(self.max_bytes)
-                await problem_response(error.status_code, error.detail)(scope, receive, send)
+                too_large = problem_response(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
+                await too_large(scope, receive, send)
                 return
         received = 0
 
@@ -159,15 +133,14 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
             return message
 
         await self.app(scope, limited_receive, send)
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight answered in problem+json like every other
-    error (Starlette answers it in plain text)."""
+    """Starlette's CORS, with a refused preflight in problem+json like every other error."""
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
@@ -179,17 +152,13 @@ class ProblemCORSMiddleware(CORSMiddleware):
             for name, value in response.headers.items()
             if name not in ("content-type", "content-length")
         }
-        return problem_response(
-            status.HTTP_400_BAD_REQUEST,
-            f"Cross-origin request refused; not allowed here: {refused}.",
-            headers,
-        )
+        detail = f"Cross-origin request refused; not allowed here: {refused}."
+        return problem_response(status.HTTP_400_BAD_REQUEST, detail, headers)
 
 
 class HeadMiddleware:
-    """HEAD, which every HTTP server must support (RFC 9110 §9.1): served as the GET it
-    mirrors, with the body left out and the headers kept (`ETag` and `Content-Length`
-    included), so a client can check a resource without downloading it."""
+    """HEAD (RFC 9110 §9.1), served as the GET it mirrors without the body, its headers
+    (`ETag`, `Content-Length`) kept: a client can check a resource without downloading it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -205,9 +174,8 @@ class HeadMiddleware:
             await send(message)
 
         # A copy: the server reads the method from its own scope to know that this response
-        # has no body (httptools otherwise drops the connection, missing the promised bytes).
-        # What the router records in the copy (the route it matched) is copied back for the
-        # access log and the metrics around this middleware.
+        # has no body. What the router records in the copy (the route) is copied back for
+        # the access log and the metrics around this middleware.
         as_get = {**scope, "method": "GET"}
         try:
             await self.app(as_get, receive, send_headers_only)

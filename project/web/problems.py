@@ -14,15 +14,9 @@ from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.exceptions import HTTPException
 
-from project.errors import (
-    RETRY_AFTER_SECONDS,
-    FieldError,
-    ProblemError,
-    ServiceUnavailable,
-    integrity_problem,
-)
+from project.errors import FieldError, ProblemError, ServiceUnavailable, integrity_problem
 from project.text import NO_NUL, NOT_BLANK
 
 logger = logging.getLogger("project.errors")
@@ -66,7 +60,7 @@ _TITLES = {
 }
 
 
-def title(status_code: int) -> str:
+def _title(status_code: int) -> str:
     return _TITLES.get(status_code) or HTTPStatus(status_code).phrase
 
 
@@ -76,30 +70,24 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     errors: Sequence[FieldError] | None = None,
 ) -> ProblemResponse:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title(status_code),
-        "status": status_code,
-        "detail": detail,
-    }
+    body: dict[str, Any] = {"type": "about:blank", "title": _title(status_code)}
+    body["status"] = status_code
+    body["detail"] = detail
     if errors is not None:
         body["errors"] = [e.model_dump() for e in errors]
     return ProblemResponse(body, status_code=status_code, headers=dict(headers or {}))
 
 
 def internal_error_response() -> ProblemResponse:
-    return problem_response(
-        status.HTTP_500_INTERNAL_SERVER_ERROR, "An unexpected error occurred; it has been logged."
-    )
+    detail = "An unexpected error occurred; it has been logged."
+    return problem_response(status.HTTP_500_INTERNAL_SERVER_ERROR, detail)
 
 
-# SQLSTATE classes and codes that mean "the database cannot serve now", not "bad request":
-# connection failures (08), refused sign-in (28), a missing database (3D000), resources (53),
-# operator intervention (57), serialization and deadlock (40001, 40P01), a lock not
-# available (55P03), an idle transaction timed out (25P03).
+# SQLSTATEs that mean "the database cannot serve now": connection (08), refused sign-in
+# (28), no database (3D000), resources (53), operator intervention (57), serialization and
+# deadlock (40001, 40P01), lock not available (55P03), idle transaction timed out (25P03).
 _UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53", "57", "40001", "40P01", "55P03", "25P03")
-# What the drivers say without a SQLSTATE (aiosqlite says none): a file that cannot be
-# opened, a disk full or failing, a lock, a lost connection.
+# What the drivers say without a SQLSTATE (aiosqlite says none).
 _UNAVAILABLE_MESSAGES = (
     "database is locked",
     "unable to open database file",
@@ -116,26 +104,25 @@ def is_database_unavailable(exc: BaseException) -> bool:
     """True for errors a retry later can fix: no connection, pool exhausted, timeout, lock."""
     if isinstance(exc, PoolTimeoutError | TimeoutError | OSError):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-        if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-            return True
-        message = str(exc.orig).lower()
-        return any(marker in message for marker in _UNAVAILABLE_MESSAGES)
-    return False
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    message = str(exc.orig).lower()
+    return (
+        exc.connection_invalidated
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        or any(marker in message for marker in _UNAVAILABLE_MESSAGES)
+    )
 
 
 def error_message(err: Mapping[str, Any]) -> str:
-    """Pydantic's message, except for the text patterns, whose message would spell out a
-    regular expression of some 400 characters: what they refuse, in words."""
+    """Pydantic's message, but for the text patterns (some 400 characters of regular
+    expression): what they refuse, in words."""
     if err.get("type") == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in (
         NO_NUL,
         NOT_BLANK,
     ):
-        value = err.get("input")
-        if isinstance(value, str) and "\x00" in value:
+        if "\x00" in str(err.get("input")):
             return "String should not contain a NUL character"
         return "String should have a visible character, not only blanks"
     return str(err.get("msg", "Invalid value"))
@@ -147,8 +134,8 @@ async def _problem_error(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else title(exc.status_code)
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else _title(exc.status_code)
     if exc.status_code == status.HTTP_404_NOT_FOUND and detail == "Not Found":
         detail = f"No route matches {request.url.path}."
     headers = dict(exc.headers or {})
@@ -180,11 +167,8 @@ async def _request_validation_error(request: Request, exc: Exception) -> Problem
         for err in exc.errors()
     ]
     fields = ", ".join(".".join(map(str, e.loc)) for e in errors[:5])
-    return problem_response(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        f"The request is invalid: {fields}." if fields else "The request is invalid.",
-        errors=errors,
-    )
+    detail = f"The request is invalid: {fields}." if fields else "The request is invalid."
+    return problem_response(status.HTTP_422_UNPROCESSABLE_CONTENT, detail, errors=errors)
 
 
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -195,10 +179,8 @@ async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
 async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
     if is_database_unavailable(exc):
         sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-        logger.warning(
-            "database unavailable: %s%s", type(exc).__name__, f" ({sqlstate})" if sqlstate else ""
-        )
-        return await _problem_error(request, ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS))
+        logger.warning("database unavailable: %s (%s)", type(exc).__name__, sqlstate or "-")
+        return await _problem_error(request, ServiceUnavailable())
     logger.exception("database error", exc_info=exc)
     return internal_error_response()
 
@@ -210,7 +192,7 @@ async def _response_validation_error(request: Request, exc: Exception) -> Proble
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(ResponseValidationError, _response_validation_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
