@@ -1,11 +1,11 @@
 """Builds the FastAPI app: lifespan, middleware, error handlers, routers."""
 
 import asyncio
-import importlib
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import import_module
+from pkgutil import iter_modules
 from types import ModuleType
 
 from fastapi import FastAPI
@@ -45,26 +45,19 @@ A REST backend for teams, heroes and powers, with JWT accounts.
 """
 
 logger = logging.getLogger("project.app")
+CORS_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"]
+# What a script may read of a cross-origin response besides the safelisted ones.
+CORS_EXPOSED = ["Allow", "ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Request-ID"]
 STARTUP_CHECK_SECONDS = 3.0
 
 
 def _routers() -> list[ModuleType]:
     """Every module of `project.api` with a `router`: a resource is served once its router
-    module exists. Its docstring describes its section of /docs. The resources come first
-    (routes are matched in order), then sign-in and health."""
-    modules = [
-        importlib.import_module(f"{api.__name__}.{found.name}")
-        for found in pkgutil.iter_modules(api.__path__)
-    ]
-    routers = [module for module in modules if hasattr(module, "router")]
-    last = ("auth", "health")
-    return sorted(routers, key=lambda m: (m.__name__.rsplit(".", 1)[1] in last, m.__name__))
-
-
-def _docs_order(module: ModuleType) -> tuple[bool, bool, str]:
-    """Signing in first, health last, the resources between."""
-    tags = module.router.tags
-    return "health" in tags, "auth" not in tags, module.__name__
+    module exists, and its docstring describes its section of /docs. The resources' routes
+    come first (routes are matched in order), then sign-in's and health's."""
+    modules = [import_module(f"project.api.{m.name}") for m in iter_modules(api.__path__)]
+    last = ("project.api.auth", "project.api.health")
+    return sorted((m for m in modules if hasattr(m, "router")), key=lambda m: m.__name__ in last)
 
 
 @asynccontextmanager
@@ -131,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": True},
         openapi_tags=[
             {"name": tag, "description": (module.__doc__ or "").strip()}
-            for module in sorted(routers, key=_docs_order)
+            for module in sorted(routers, key=lambda m: m.router.tags != ["auth"])
             for tag in module.router.tags
         ],
     )
@@ -147,22 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=[
-                "Authorization",
-                "Content-Type",
-                "If-Match",
-                "If-None-Match",
-                "X-Request-ID",
-            ],
-            # What a script may read of a cross-origin response besides the safelisted ones.
-            expose_headers=[
-                "Allow",
-                "ETag",
-                "Location",
-                "Retry-After",
-                "WWW-Authenticate",
-                "X-Request-ID",
-            ],
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
         )
     app.add_middleware(HeadMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -9,10 +9,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, String, event, false
+from sqlalchemy import CheckConstraint, DateTime, Index, String, event, false
 from sqlalchemy import Text as SQLText
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, declared_attr
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel, func
 from sqlmodel._compat import SQLModelConfig
@@ -67,36 +67,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _created_at() -> Any:
-    return Field(
-        default_factory=utcnow,
-        sa_type=UTCDateTime,
-        sa_column_kwargs={"server_default": func.now()},
-        nullable=False,
-    )
-
-
-def _updated_at() -> Any:
-    return Field(
-        default_factory=utcnow,
-        sa_type=UTCDateTime,
-        sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
-        nullable=False,
-    )
-
-
 def _sort_key(length: int) -> String:
     """A string a list sorts on, ordered by code point on every database, as SQLite always
     orders: PostgreSQL's default collation follows the cluster's locale (`en_US` ignores
     blanks and punctuation), so a page would come in another order in production than in
     development, and on one cluster than on another."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
-
-
-def _version_column() -> Column[int]:
-    """The row version: SQLAlchemy bumps it on every UPDATE and makes the UPDATE conditional
-    on the version that was read, so a concurrent change fails instead of being overwritten."""
-    return Column("version", Integer, nullable=False)
 
 
 def _text(
@@ -137,9 +113,44 @@ class Timestamped(SQLModel):
     updated_at: datetime
 
 
+class Row(SQLModel):
+    """What every table has: an id, and when the row was made and last changed."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": func.now()},
+        nullable=False,
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=UTCDateTime,
+        sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
+        nullable=False,
+    )
+
+
+class Owned(SQLModel):
+    """A row of the user who made it, and gone with that user."""
+
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+
+
+class Versioned(SQLModel):
+    """SQLAlchemy bumps the version on every UPDATE and makes the UPDATE conditional on the
+    version that was read: a concurrent change fails instead of being overwritten."""
+
+    version: int = Field(default=1, nullable=False)
+
+    @declared_attr  # type: ignore[arg-type]
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
 class NameKey(SQLModel):
-    """A table whose rows have a `name` that is unique per owner: the key names compare, sort
-    and are searched by (see `fold`), kept by the hook below whenever the row is written."""
+    """A row whose `name` is unique per owner, compared, sorted and searched by this key
+    (see `fold`), which the hook below keeps whenever the row is written."""
 
     name_key: str = Field(
         default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
@@ -167,10 +178,9 @@ class UserBase(SQLModel):
     full_name: str | None = _text(default=None)
 
 
-class User(UserBase, table=True):
+class User(UserBase, Row, table=True):
     __tablename__ = "users"
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=254, unique=True, sa_type=_sort_key(254))
     # What `q` searches (set on flush, see `_keep_full_name_key`): any length, since one
     # character can fold to many.
@@ -178,8 +188,6 @@ class User(UserBase, table=True):
     hashed_password: str = Field(max_length=255)
     is_active: bool = Field(default=True, index=True)
     is_superuser: bool = Field(default=False)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
 
     __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
 
@@ -234,19 +242,8 @@ class TeamBase(SQLModel):
     headquarters: str = _text()
 
 
-_team_version = _version_column()
-
-
-class Team(NameKey, TeamBase, table=True):
+class Team(NameKey, TeamBase, Owned, Versioned, Row, table=True):
     __tablename__ = "teams"
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    version: int = Field(default=1, sa_column=_team_version)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
-
-    __mapper_args__ = {"version_id_col": _team_version}
     __table_args__ = (
         CheckConstraint("version >= 1", name="version_positive"),
         Index("uq_teams_owner_id_name_key", "owner_id", "name_key", unique=True),
@@ -295,19 +292,8 @@ class HeroPowerLink(SQLModel, table=True):
     )
 
 
-_power_version = _version_column()
-
-
-class Power(NameKey, PowerBase, table=True):
+class Power(NameKey, PowerBase, Owned, Versioned, Row, table=True):
     __tablename__ = "powers"
-
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    version: int = Field(default=1, sa_column=_power_version)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
-
-    __mapper_args__ = {"version_id_col": _power_version}
     __table_args__ = (
         CheckConstraint("version >= 1", name="version_positive"),
         Index("uq_powers_owner_id_name_key", "owner_id", "name_key", unique=True),
@@ -345,21 +331,13 @@ class HeroBase(SQLModel):
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
 
 
-_hero_version = _version_column()
-
-
-class Hero(NameKey, HeroBase, table=True):
+class Hero(NameKey, HeroBase, Owned, Versioned, Row, table=True):
     __tablename__ = "heroes"
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     team_id: uuid.UUID | None = Field(
         default=None, foreign_key="teams.id", ondelete="SET NULL", index=True
     )
     age: int | None = Field(default=None, index=True)
-    version: int = Field(default=1, sa_column=_hero_version)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
 
     team: Team | None = Relationship(sa_relationship_kwargs={"lazy": "raise"})
     powers: list[Power] = Relationship(
@@ -371,7 +349,6 @@ class Hero(NameKey, HeroBase, table=True):
         },
     )
 
-    __mapper_args__ = {"version_id_col": _hero_version}
     __table_args__ = (
         CheckConstraint(f"age >= 0 AND age <= {AGE_MAX}", name="age_range"),
         CheckConstraint("version >= 1", name="version_positive"),
@@ -421,44 +398,35 @@ class HeroPublic(HeroBase, Timestamped):
 # --- sessions and login throttling --------------------------------------------------------
 
 
-class AuthSession(SQLModel, table=True):
+class AuthSession(Row, table=True):
     """One login: every token pair that refreshing it produces shares this row."""
 
     __tablename__ = "auth_sessions"
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
 
 
-class RefreshToken(SQLModel, table=True):
+class RefreshToken(Row, table=True):
     """A refresh token by its SHA-256 hash; the token itself is never stored."""
 
     __tablename__ = "refresh_tokens"
 
-    id: uuid.UUID = Field(primary_key=True)
     session_id: uuid.UUID = Field(foreign_key="auth_sessions.id", ondelete="CASCADE", index=True)
     token_hash: str = Field(max_length=64, unique=True)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
 
 
-class LoginAttempt(SQLModel, table=True):
+class LoginAttempt(Row, table=True):
     """A login attempt in flight or failed; the throttle counts these per email and client."""
 
     __tablename__ = "login_attempts"
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=320, index=True)
     client: str = Field(max_length=64, index=True)
     # False while the attempt is in flight (see `project.throttle`).
     failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
-    created_at: datetime = _created_at()
-    updated_at: datetime = _updated_at()
 
     __table_args__ = (Index("ix_login_attempts_created_at", "created_at"),)
 

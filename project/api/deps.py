@@ -14,7 +14,7 @@ from project.config import Settings
 from project.data.rows import Rows, read_row
 from project.data.views import View
 from project.data.writes import lock
-from project.database import Database, commit, flush, get_database, get_session
+from project.database import commit, flush, get_database, get_session
 from project.db.driver import Driver
 from project.errors import (
     ACCOUNT_GONE,
@@ -23,31 +23,18 @@ from project.errors import (
     PreconditionFailed,
     ProblemError,
 )
-from project.models import Hero, Power, Team, User
-from project.services import heroes, powers, teams, users
+from project.models import User
+from project.services import users
 from project.web.conditional import json_body, require_match
 
-# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def` in a
-# worker thread, a thread hop per request for an attribute lookup.
 
+def _app(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """What the app made at startup. `async`: FastAPI runs a plain `def` in a thread."""
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-
-async def _database(request: Request) -> Database:
-    return get_database(request)
-
-
-async def _hasher(request: Request) -> PasswordHasher:
-    hasher: PasswordHasher = request.app.state.hasher
-    return hasher
-
-
-async def _tokens(request: Request) -> TokenCodec:
-    tokens: TokenCodec = request.app.state.tokens
-    return tokens
+    return get
 
 
 class AccessTokenBearer(OAuth2PasswordBearer):
@@ -71,8 +58,7 @@ class AccessTokenBearer(OAuth2PasswordBearer):
 
 
 class RowsBearer(AccessTokenBearer):
-    """The same scheme, giving the caller's way to the rows (a dependency fewer to solve on
-    every read)."""
+    """The same scheme, giving the caller's way to the rows: a dependency fewer per read."""
 
     async def __call__(self, request: Request) -> Rows:  # type: ignore[override]
         caller = await super().__call__(request)
@@ -80,21 +66,18 @@ class RowsBearer(AccessTokenBearer):
 
 
 async def _driver(request: Request) -> Driver:
-    """A connection for the request's statements on the driver, taken on first use and
-    handed back by the route as soon as the response is built (`release`). A read may run
-    twice, so its connection is taken unchecked (see `Driver`). Not a `yield` dependency:
-    those cost a context manager and an exit stack per request."""
+    """A connection taken on first use, handed back by the route once the response is
+    built (`release`): not a `yield` dependency, which costs an exit stack per request."""
     db = get_database(request).driver(idempotent=request.method == "GET")
     request.state.db_driver = db
     return db
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-DatabaseDep = Annotated[Database, Depends(_database)]
+SettingsDep = Annotated[Settings, Depends(_app("settings"))]
+HasherDep = Annotated[PasswordHasher, Depends(_app("hasher"))]
+TokensDep = Annotated[TokenCodec, Depends(_app("tokens"))]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 DriverDep = Annotated[Driver, Depends(_driver)]
-HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
-TokensDep = Annotated[TokenCodec, Depends(_tokens)]
 CallerDep = Annotated[Caller, Depends(AccessTokenBearer())]
 RowsDep = Annotated[Rows, Depends(RowsBearer())]
 
@@ -156,7 +139,8 @@ class Edit(Generic[M]):
 
 
 def editing(view: View, superuser: bool = False) -> Callable[..., Awaitable[Edit[Any]]]:
-    """A dependency: the `{id}` row of `view` the caller may change, or 401/403/404."""
+    """A dependency: the `{id}` row of `view` the caller may change, or 401/403/404. Each
+    router names its own: `OwnedTeam = Annotated[Edit[Team], Depends(editing(teams.VIEW))]`."""
 
     async def load(
         session: SessionDep,
@@ -182,6 +166,3 @@ async def _me(session: SessionDep, caller: CallerDep, request: Request) -> Edit[
 
 Me = Annotated[Edit[User], Depends(_me)]
 AnyUser = Annotated[Edit[User], Depends(editing(users.VIEW, superuser=True))]
-OwnedTeam = Annotated[Edit[Team], Depends(editing(teams.VIEW))]
-OwnedPower = Annotated[Edit[Power], Depends(editing(powers.VIEW))]
-OwnedHero = Annotated[Edit[Hero], Depends(editing(heroes.VIEW))]

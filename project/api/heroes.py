@@ -3,11 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 
-from project.api.deps import OwnedHero, RowsDep
+from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
-from project.models import HeroCreate, HeroPublic, HeroUpdate
+from project.models import Hero, HeroCreate, HeroPublic, HeroUpdate
 from project.services import heroes
 from project.web.conditional import created_response, json_body, read_response
 from project.web.openapi import changed, created, fetched, problems
@@ -15,6 +15,7 @@ from project.web.routing import api_router
 
 router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
 HeroId = Annotated[uuid.UUID, Path(description="The hero's id.")]
+OwnedHero = Annotated[Edit[Hero], Depends(editing(heroes.VIEW))]
 
 
 @router.get("", response_model=Page[HeroPublic])

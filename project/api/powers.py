@@ -3,11 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 
-from project.api.deps import OwnedPower, RowsDep
+from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
-from project.models import PowerCreate, PowerPublic, PowerUpdate
+from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.services import powers
 from project.web.conditional import created_response, json_body, read_response
 from project.web.openapi import changed, created, fetched, problems
@@ -15,6 +15,7 @@ from project.web.routing import api_router
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
 PowerId = Annotated[uuid.UUID, Path(description="The power's id.")]
+OwnedPower = Annotated[Edit[Power], Depends(editing(powers.VIEW))]
 
 
 @router.get("", response_model=Page[PowerPublic])

@@ -3,11 +3,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Depends, Path, Query, Request, Response, status
 
-from project.api.deps import OwnedTeam, RowsDep
+from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
-from project.models import HeroPublic, TeamCreate, TeamDetail, TeamUpdate
+from project.models import HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate
 from project.services import heroes, teams
 from project.web.conditional import created_response, json_body, read_response
 from project.web.openapi import changed, created, fetched, problems
@@ -15,6 +15,7 @@ from project.web.routing import api_router
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
 TeamId = Annotated[uuid.UUID, Path(description="The team's id.")]
+OwnedTeam = Annotated[Edit[Team], Depends(editing(teams.VIEW))]
 
 
 @router.get("", response_model=Page[TeamDetail])

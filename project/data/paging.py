@@ -78,18 +78,6 @@ def search(*keys: Any) -> Filter:
     return Filter(lambda value: or_(*(key.like(value, escape="/") for key in keys)), like_pattern)
 
 
-def equals(column: Any) -> Filter:
-    return Filter(lambda value: column == value)
-
-
-def at_least(column: Any) -> Filter:
-    return Filter(lambda value: column >= value)
-
-
-def at_most(column: Any) -> Filter:
-    return Filter(lambda value: column <= value)
-
-
 class Page(BaseModel, Generic[T]):
     items: list[T]
 

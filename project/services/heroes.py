@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from project.auth.tokens import Caller
-from project.data.paging import SORT_HELP, ListQuery, SearchText, at_least, at_most, equals, search
+from project.data.paging import SORT_HELP, ListQuery, SearchText, search
 from project.data.views import Filter, View
 from project.data.writes import change, insert
 from project.db.driver import Driver
@@ -55,9 +55,9 @@ VIEW = View(
     },
     filters={
         "q": search(col(Hero.name_key)),
-        "team_id": equals(col(Hero.team_id)),
-        "min_age": at_least(col(Hero.age)),
-        "max_age": at_most(col(Hero.age)),
+        "team_id": Filter(lambda team_id: col(Hero.team_id) == team_id),
+        "min_age": Filter(lambda age: col(Hero.age) >= age),
+        "max_age": Filter(lambda age: col(Hero.age) <= age),
         "power_id": Filter(
             lambda power_id: col(Hero.id).in_(
                 select(HeroPowerLink.hero_id).where(col(HeroPowerLink.power_id) == power_id)

@@ -12,8 +12,8 @@ from sqlmodel import col
 
 from project.auth import sessions
 from project.auth.passwords import PasswordHasher
-from project.data.paging import SORT_HELP, ListQuery, SearchText, equals, search
-from project.data.views import View
+from project.data.paging import SORT_HELP, ListQuery, SearchText, search
+from project.data.views import Filter, View
 from project.data.writes import change, insert
 from project.db.driver import Driver
 from project.errors import Conflict, NotFound
@@ -41,7 +41,7 @@ VIEW = View(
     sorts={"email": col(User.email), "created_at": col(User.created_at)},
     filters={
         "q": search(col(User.email), col(User.full_name_key)),
-        "is_active": equals(col(User.is_active)),
+        "is_active": Filter(lambda active: col(User.is_active) == active),
     },
     conflict=EMAIL_TAKEN,
 )
