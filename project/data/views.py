@@ -112,6 +112,17 @@ class View:
         # Rows of an owned table are their owner's; a user is its own.
         self.owner = "owner_id" if "owner_id" in model.model_fields else "id"
         self.embedded = tuple(_embedded(model, public))
+        # The rows a row names by a foreign key: another table with owners (the owner's
+        # own key aside), whose rows it may only name if they are its owner's too.
+        shown = {e.key: e for e in self.embedded if e.key}
+        mapper = inspect(model)
+        tables = {m.local_table: m.class_ for m in mapper.registry.mappers}
+        self.references = tuple(
+            shown.get(c.key) or Embedded(c.key, tables[fk.column.table], ("id",), False, c.key, ())
+            for c in mapper.local_table.columns
+            for fk in c.foreign_keys
+            if c.key != self.owner and "owner_id" in fk.column.table.c
+        )
         nested = {e.name for e in self.embedded} | set(self.counts)
         self.fields = tuple(f for f in public.model_fields if f not in nested)
         self.versioned = "version" in self.fields

@@ -49,7 +49,7 @@ async def insert(
     mapper = state.mapper
     mapper.dispatch.before_insert(mapper, None, state)  # the model's hooks: keys, timestamps
     listed = {e.name: (links or {}).get(e.name, []) for e in view.embedded if e.many}
-    named = {e.key: getattr(row, e.key) for e in view.embedded if e.key}
+    named = {e.key: getattr(row, e.key) for e in view.references if e.key}
     embedded = await references(db, view, getattr(row, view.owner), named, listed)
     checked = caller is not None
     statement = STATEMENTS.get(
@@ -75,17 +75,18 @@ async def insert(
 async def references(
     db: Driver, view: View, owner: uuid.UUID, named: Mapping[str, Any], listed: Links
 ) -> dict[str, Any]:
-    """What a row of `owner`'s embeds once it names (by a key column) or lists (by
+    """What a row of `owner`'s embeds once it names (by a foreign key) or lists (by
     relationship) these rows: each must be the owner's, or it is a 422 on its field."""
     embedded: dict[str, Any] = {}
-    for e in view.embedded:
+    for e in (*view.references, *(e for e in view.embedded if e.many)):
         if e.many and e.name in listed:
             field = f"{e.model.__name__.lower()}_ids"
             embedded[e.name] = await _owned(db, e, listed[e.name], owner, ["body", field])
         elif e.key is not None and e.key in named:
             ref = named[e.key]
             found = await _owned(db, e, [] if ref is None else [ref], owner, ["body", e.key])
-            embedded[e.name] = found[0] if found else None
+            if e in view.embedded:
+                embedded[e.name] = found[0] if found else None
     return embedded
 
 
