@@ -1,11 +1,9 @@
 """What the API shows of a table, and the statements that read it.
 
-A `View` pairs a table with its public model. Each public field is a column of the table, a
-relationship (the related rows, embedded as their own public model), or a count of the rows
-of another table that refer to this one. From that alone it builds the statements every
-resource is read with, once per shape: one row with the caller's session check in the same
-statement, or a keyset page; and it turns their rows into JSON-ready dicts and ETags.
-"""
+A `View` pairs a table with its public model: each public field is a column, a relationship
+(the related rows as their own public model) or a count of the rows that refer to this one.
+From that alone come the statements every resource is read with, built once per shape, and
+the JSON-ready dicts and ETags made of their rows."""
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -80,14 +78,6 @@ def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedd
             yield Embedded(name, prop.mapper.class_, fields, prop.uselist, key, prop.order_by or ())
 
 
-def make_etag(version: int, *embedded: object) -> str:
-    """A strong validator: the row's version, and a digest of what the body embeds."""
-    if not embedded:
-        return f'"{version}"'
-    digest = hashlib.sha256(repr(embedded).encode()).hexdigest()[:12]
-    return f'"{version}-{digest}"'
-
-
 class View:
     """`model` (a table) as `public` (its response model) shows it; `sorts` and `filters`
     are what its lists accept, `counts` its count fields (the foreign key of the counted
@@ -160,8 +150,7 @@ class View:
 
     def one(self) -> Select[Any]:
         """The caller's superuser flag and the row `:id` if the caller may see it, joined to
-        the caller's live session: no row at all means the token's session or user is gone
-        (401), a row without the target that the caller may not see it or it does not exist."""
+        the caller's live session: no row means 401, a row without the target 404."""
         t = aliased(self.model, name="target")  # users are the caller's table too
         visible = (getattr(t, self.owner) == col(User.id)) | col(User.is_superuser)
         stmt = (
@@ -212,8 +201,8 @@ class View:
         return select(func.count()).select_from(matching.subquery())
 
     def items(self, rows: Sequence[Row], start: int = 0) -> list[tuple[dict[str, Any], Row]]:
-        """Each row's item (a dict in the public model's field order) with its first row;
-        rows come grouped by item, a row per embedded row of a list."""
+        """Each item (in the public model's field order) with its first row; rows come
+        grouped by item, one per embedded row of a list."""
         found: list[tuple[dict[str, Any], Row]] = []
         row_id = start + self._id
         for row in rows:
@@ -243,8 +232,7 @@ class View:
         return {name: {**values, **embedded}[name] for name in self.public.model_fields}
 
     def etag(self, item: Mapping[str, Any]) -> str | None:
-        """The item's strong validator: its version, the versions of what it embeds and its
-        counts; None for a table without versions."""
+        """Its version, the versions of what it embeds and its counts (None: no versions)."""
         if not self.versioned:
             return None
         embedded: list[object] = []
@@ -254,4 +242,7 @@ class View:
                 embedded.append([(row["id"], row["version"]) for row in value])
             else:
                 embedded.append(None if value is None else (value["id"], value["version"]))
-        return make_etag(item["version"], *embedded, *(item[c] for c in self.counts))
+        parts = (*embedded, *(item[c] for c in self.counts))
+        if not parts:
+            return f'"{item["version"]}"'
+        return f'"{item["version"]}-{hashlib.sha256(repr(parts).encode()).hexdigest()[:12]}"'
