@@ -4,17 +4,10 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 # The key committed in `.env` for local development. Production refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me-0123456789abcdef"  # noqa: S105
-
-
 DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # An origin as browsers send it: scheme, host and maybe a port; no path, no trailing slash.
@@ -25,13 +18,8 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
 class Settings(BaseSettings):
-    """Every setting of the service, read from the environment and then from `.env` (but
-    not in production: see `settings_customise_sources`)."""
+    """Every setting of the service, from the environment, then `.env` (not in production)."""
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -44,11 +32,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # `.env` holds development values (CORS origins for local frontends, docs on, a
-        # SQLite file): a process started with ENVIRONMENT=production, from a checkout say,
-        # must not pick them up. It reads the environment only.
-        explicit = {**env_settings(), **init_settings()}
-        if _lower(explicit.get("environment")) == "production":
+        # `.env` holds development values (CORS origins for local frontends, docs on, a SQLite
+        # file) that a production process, started from a checkout say, must not pick up.
+        if _lower({**env_settings(), **init_settings()}.get("environment")) == "production":
             return init_settings, env_settings, file_secret_settings
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
@@ -58,26 +44,21 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./heroes.db"
     db_pool_size: int = Field(
-        default=10, ge=1, description="Connections kept open per process (SQLite: 5)."
+        10, ge=1, description="Connections kept open per process (SQLite: 5)."
     )
     db_max_overflow: int = Field(
-        default=5, ge=0, description="More connections opened under load (SQLite: 0)."
+        5, ge=0, description="More connections opened under load (SQLite: 0)."
     )
     db_pool_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to wait for a pooled connection."
+        5.0, gt=0, description="Seconds to wait for a pooled connection."
     )
-    db_pool_recycle: int = Field(
-        default=1800, description="Seconds before a connection is replaced."
-    )
+    db_pool_recycle: int = Field(1800, description="Seconds before a connection is replaced.")
     db_pool_pre_ping: bool = True
     db_connect_timeout: float = Field(default=5.0, gt=0)
-    db_statement_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds per SQL statement."
-    )
+    db_statement_timeout: float = Field(10.0, gt=0, description="Seconds per SQL statement.")
     sqlite_busy_timeout: float = Field(default=10.0, gt=0)
     auto_migrate: bool | None = Field(
-        default=None,
-        description="Run `alembic upgrade head` at startup (default: SQLite in development).",
+        None, description="Run `alembic upgrade head` at startup (default: SQLite in development)."
     )
 
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
@@ -86,7 +67,7 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1)
     refresh_token_days: int = Field(default=14, ge=1)
     session_max_days: int = Field(
-        default=30, ge=1, description="A login session ends this long after its sign-in."
+        30, ge=1, description="A login session ends this long after its sign-in."
     )
 
     password_hash_concurrency: int = Field(default=2, ge=1)
@@ -106,37 +87,36 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     admin_enabled: bool = Field(default=True, description="Serve the admin UI at /admin.")
     admin_session_hours: int = Field(
-        default=8, ge=1, description="An admin sign-in lasts this long, however busy."
+        8, ge=1, description="An admin sign-in lasts this long, however busy."
     )
-    log_level: Annotated[str, BeforeValidator(_upper)] = "INFO"
+    log_level: Annotated[
+        str, BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
+    ] = "INFO"
 
     metrics_enabled: bool = Field(default=False, description="Serve Prometheus /metrics.")
     metrics_token: SecretStr | None = Field(
-        default=None, description="Bearer token /metrics requires; required in production."
+        None, description="Bearer token /metrics requires; required in production."
     )
 
     @model_validator(mode="before")
     @classmethod
     def _split_origins(cls, data: dict[str, object]) -> dict[str, object]:
-        origins = data.get("cors_origins")
-        if isinstance(origins, str):
+        if isinstance(origins := data.get("cors_origins"), str):
             data["cors_origins"] = [o.strip() for o in origins.split(",") if o.strip()]
         return data
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> "Settings":
-        """Every unsafe combination at once, one line each, so that one attempt at fixing
-        the configuration can fix all of it."""
+        """Every unsafe combination at once, one line each, so that one attempt can fix them all."""
         if self.metrics_token is not None and not self.metrics_token.get_secret_value():
             self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
         production = self.environment == "production"
         key = self.secret_key.get_secret_value()
         problems = []
         if not self.database_url.startswith(DRIVERS):
-            scheme = self.database_url.partition("://")[0] or "(none)"
             problems.append(
-                f"DATABASE_URL must start with {' or '.join(DRIVERS)} (the drivers this "
-                f"service uses), not {scheme}://"
+                f"DATABASE_URL must start with {' or '.join(DRIVERS)} (the drivers this service "
+                f"uses), not {self.database_url.partition('://')[0] or '(none)'}://"
             )
         if production and "database_url" not in self.model_fields_set:
             problems.append(
@@ -167,14 +147,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _size_the_sqlite_pool(self) -> "Settings":
-        # On SQLite every connection is a thread of aiosqlite's, and all of them serve one
-        # process, whose event loop (and GIL) they compete with: past a few connections more
-        # only add thread switches (docs/benchmarks.md). Set either setting to override.
-        if self.is_sqlite:
-            if "db_pool_size" not in self.model_fields_set:
-                self.db_pool_size = 5
-            if "db_max_overflow" not in self.model_fields_set:
-                self.db_max_overflow = 0
+        # Every SQLite connection is a thread of aiosqlite's, competing with the one event loop
+        # (and its GIL): past a few, more only add thread switches. Either setting overrides.
+        if self.is_sqlite and "db_pool_size" not in self.model_fields_set:
+            self.db_pool_size = 5
+        if self.is_sqlite and "db_max_overflow" not in self.model_fields_set:
+            self.db_max_overflow = 0
         return self
 
     @property

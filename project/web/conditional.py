@@ -1,5 +1,4 @@
-"""JSON responses and conditional requests (RFC 9110 §13): a read answers 304 when the
-client's tag is current, a change 412 when it is not."""
+"""JSON responses and conditional requests (RFC 9110 §13)."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -9,8 +8,8 @@ from pydantic_core import to_json
 
 from project.errors import PreconditionFailed
 
-# What a 200 with a tag says to caches (a private one may keep it, but asks each time) and
-# what the 304 that answers its revalidation must repeat (RFC 9110 §15.4.5).
+# What a 200 with a tag tells caches (a private one may keep it, but asks each time), and what
+# the 304 that answers its revalidation must repeat (RFC 9110 §15.4.5).
 REVALIDATE = "private, no-cache"
 
 
@@ -24,8 +23,7 @@ def json_body(
 def created_response(
     request: Request, body: Any, etag: str | None, location: str | None = None
 ) -> Response:
-    """A 201: the new resource, its tag, and where it is (by default, below the URL that
-    created it, without the search of every route that `url_for` makes)."""
+    """A 201, by default located below the URL that created it (`url_for` searches every route)."""
     path = f"{request.url.path.rstrip('/')}/{body['id']}"
     headers = {"Location": location or str(request.url.replace(path=path, query=""))}
     if etag is not None:
@@ -33,44 +31,32 @@ def created_response(
     return json_body(body, status.HTTP_201_CREATED, headers)
 
 
-def _header(request: Request, name: str) -> str | None:
-    """A precondition header; sent on several lines, it is one list (RFC 9110 §5.3)."""
-    lines = request.headers.getlist(name)
-    return ", ".join(lines) if lines else None
-
-
-def _names(header: str | None, etag: str, *, weak: bool) -> bool:
-    """Whether a precondition header lists `*` or the current tag (a weak comparison
-    ignores `W/`); False when there is no header."""
-    if header is None:
-        return False
-    tags = [tag.strip() for tag in header.split(",") if tag.strip()]
-    if weak:
-        tags = [tag.removeprefix("W/") for tag in tags]
+def _names(request: Request, header: str, etag: str) -> bool:
+    """Whether a precondition header, on however many lines (RFC 9110 §5.3), lists `*` or
+    `etag`: `If-None-Match` compares weakly (ignoring `W/`), `If-Match` strongly."""
+    tags = [tag.strip() for line in request.headers.getlist(header) for tag in line.split(",")]
+    tags = [tag.removeprefix("W/") if header == "if-none-match" else tag for tag in tags if tag]
     return "*" in tags or etag in tags
 
 
+def _check_if_match(request: Request, etag: str) -> None:
+    if "if-match" in request.headers and not _names(request, "if-match", etag):
+        raise PreconditionFailed()
+
+
 def read_response(request: Request, body: Any, etag: str | None) -> Response:
-    """A read's answer (RFC 9110 §13.2.2): 412 when `If-Match`, if sent, names neither `*`
-    nor the current tag (strong comparison); a 304 when `If-None-Match` names it (weak
-    comparison); else the body, with its tag."""
+    """412 when a sent `If-Match` names neither `*` nor the tag, 304 when `If-None-Match` does."""
     if etag is None:
         return json_body(body)
-    if_match = _header(request, "if-match")
-    if if_match is not None and not _names(if_match, etag, weak=False):
-        raise PreconditionFailed()
+    _check_if_match(request, etag)
     headers = {"ETag": etag, "Cache-Control": REVALIDATE}
-    if _names(_header(request, "if-none-match"), etag, weak=True):
+    if _names(request, "if-none-match", etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return json_body(body, headers=headers)
 
 
 def require_match(request: Request, etag: str) -> None:
-    """412 unless a change's preconditions hold (RFC 9110 §13.2.2): `If-Match`, when sent,
-    names `*` or the current tag (strong comparison), and `If-None-Match`, when sent, names
-    neither (weak comparison; `If-None-Match: *` on a change of an existing row fails)."""
-    if_match = _header(request, "if-match")
-    if if_match is not None and not _names(if_match, etag, weak=False):
-        raise PreconditionFailed()
-    if _names(_header(request, "if-none-match"), etag, weak=True):
+    """412 when a sent `If-Match` names neither `*` nor the tag, or `If-None-Match` either."""
+    _check_if_match(request, etag)
+    if _names(request, "if-none-match", etag):
         raise PreconditionFailed("`If-None-Match` names the current version.")

@@ -1,5 +1,5 @@
-"""The service's log lines: one JSON object per line, formatted and written by a thread of
-their own, each carrying the id of the request it was logged for."""
+"""JSON log lines, formatted and written in batches by a thread of their own, each carrying the
+id of the request it was logged for."""
 
 import atexit
 import json
@@ -10,6 +10,9 @@ import sys
 import threading
 from contextvars import ContextVar
 from logging.handlers import QueueHandler
+
+current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+LOG_INTERVAL = 0.05  # seconds between the writer's batches
 
 
 class JSONFormatter(logging.Formatter):
@@ -26,33 +29,22 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-# The id of the request being served, for every line logged while serving it.
-current_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-
 class _HandOver(QueueHandler):
-    """Queues records as they are: formatting and writing happen in the writer's thread,
-    off the event loop (one JSON line and one write per request add up). Only the request
-    id is added here, in the thread that logs: the writer's thread cannot know it."""
+    """Queues records unformatted, adding the request id, which the writer's thread cannot know."""
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        request_id = current_request_id.get()
-        if request_id is not None:
-            fields = getattr(record, "fields", {})
-            if "request_id" not in fields:
-                record.fields = {"request_id": request_id, **fields}
+        request_id, fields = current_request_id.get(), getattr(record, "fields", {})
+        if request_id is not None and "request_id" not in fields:
+            record.fields = {"request_id": request_id, **fields}
         return record
 
 
 class _BatchWriter:
-    """Formats and writes the queued records in a thread of its own, every `interval`
-    seconds, all that are queued in one write. A thread woken for every record would take
-    the GIL from the event loop once per request: that cost a tenth of the CPU time of a
-    cheap request. A line reaches the output at most `interval` after it was logged."""
+    """Writes the queued records every `interval` seconds, all in one write: a thread woken
+    for every record would take the GIL from the event loop once per request."""
 
     def __init__(self, records: "queue.SimpleQueue[logging.LogRecord]", interval: float) -> None:
-        self._records = records
-        self._interval = interval
+        self._records, self._interval = records, interval
         self._output = logging.StreamHandler(sys.stderr)
         self._output.setFormatter(JSONFormatter())
         self._stopping = threading.Event()
@@ -65,14 +57,10 @@ class _BatchWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write out every record queued so far."""
-        with self._lock:
+        with self._lock:  # the only reader of the queue: what is not empty can be taken
             lines = []
-            while True:
-                try:
-                    record = self._records.get_nowait()
-                except queue.Empty:
-                    break
+            while not self._records.empty():
+                record = self._records.get_nowait()
                 try:
                     lines.append(self._output.format(record) + "\n")
                 except Exception:
@@ -90,7 +78,6 @@ class _BatchWriter:
         self.flush()
 
 
-LOG_INTERVAL = 0.05  # seconds between the writer's batches
 _records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
 _writer: _BatchWriter | None = None
 
@@ -113,28 +100,21 @@ def configure_logging(level: str) -> None:
     if _writer is None:
         _start_writer()
         atexit.register(_stop_writer)
-        # A process forked from this one (a server that imports the app, then forks its
-        # workers) has no writer thread: it starts its own, on a queue of its own.
+        # A forked worker has no writer thread: it starts its own, on a queue of its own.
         os.register_at_fork(after_in_child=_start_writer)
-    # A record's caller, thread and process are never written (see `JSONFormatter`): not
-    # collecting them saves a stack walk and three lookups per line (the logging HOWTO's
-    # "Optimization" settings).
+    # Never written, so never collected (the logging HOWTO's "Optimization").
     logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("project")
     # Its own handler replaced (configured again, a new app), any other kept (a test's).
     others = [handler for handler in root.handlers if not isinstance(handler, _HandOver)]
     root.handlers[:] = [*others, _HandOver(_records)]
     root.setLevel(level.upper())
     root.propagate = False
-    # The structured line below replaces uvicorn's own access line.
-    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("uvicorn.access").disabled = True  # the request line replaces it
 
 
 def flush_logs() -> None:
-    """Write out every line queued so far (at shutdown: the process may end by a signal,
-    which skips atexit)."""
+    """Write out every queued line (at shutdown: a signal may end the process, skipping atexit)."""
     if _writer is not None:
         _writer.flush()

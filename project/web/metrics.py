@@ -1,15 +1,8 @@
-"""Prometheus metrics at /metrics: requests and latency by route template and status, and
-the database connections in use, through prometheus_client.
-
-Requests are observed by a small ASGI middleware rather than prometheus-fastapi-instrumentator:
-that one searches every route again for the template and builds a Request, a Response and an
-info object per request, about 60 µs of a 160 µs request to /health/live on this machine.
-The router has already found the route (`scope["route"]`); the rest is two label lookups.
-
-With several workers, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which
-scripts/start.sh sets) has every worker write its numbers to files there, and whichever
-worker answers /metrics adds them all up.
-"""
+"""Prometheus metrics at /metrics. Requests are observed by a small ASGI middleware, not
+prometheus-fastapi-instrumentator, which searches the routes again and builds a Request, a
+Response and an info object per request: the router has already found the route. With several
+workers (PROMETHEUS_MULTIPROC_DIR, set by scripts/start.sh) each writes its numbers to files
+there, and whichever answers /metrics adds them up."""
 
 import os
 import re
@@ -17,19 +10,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,76 +29,30 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db$")
 
 
-class PoolGauges:
-    """Connections this worker has checked out of its pool, and how many it may."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        # "livesum": /metrics shows the sum over the workers that are alive.
-        self.in_use = Gauge(
-            "db_pool_connections_in_use",
-            "Database connections checked out of the pool.",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.capacity = Gauge(
-            "db_pool_connections_capacity",
-            "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-
-    def watch(self, database: Database) -> None:
-        pool = database.engine.pool
-        status = database.pool_status()
-        self.capacity.set(status["capacity"])
-        self.in_use.set(status["in_use"])
-
-        # Set from the pool's own count rather than counted up and down, so that a checkin
-        # without a checkout (a failed reconnect) cannot leave the gauge off for good.
-        def checked_out(*_: Any) -> None:
-            self.in_use.set(pool.checkedout())  # type: ignore[attr-defined]
-
-        def checked_in(*_: Any) -> None:
-            # The pool fires "checkin" before it takes the connection back.
-            self.in_use.set(pool.checkedout() - 1)  # type: ignore[attr-defined]
-
-        event.listen(database.engine.sync_engine, "checkout", checked_out)
-        event.listen(database.engine.sync_engine, "checkin", checked_in)
-
-
-def _forget_dead_workers(directory: str) -> None:
-    """Drop the live gauges of workers that are gone (a crashed worker leaves its file
-    behind; uvicorn, unlike gunicorn, has no hook to call mark_process_dead from)."""
-    for path in Path(directory).iterdir():
-        match = _LIVE_GAUGE_FILE.match(path.name)
-        if match is None:
-            continue
-        pid = int(match.group(1))
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
-        except PermissionError:
-            pass  # alive, under another user
-
-
-def _exposition(registry: CollectorRegistry) -> bytes:
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not directory:
-        return generate_latest(registry)
-    _forget_dead_workers(directory)
-    every_worker = CollectorRegistry()
-    multiprocess.MultiProcessCollector(every_worker, directory)  # type: ignore[no-untyped-call]
-    return generate_latest(every_worker)
-
-
 def _metrics_router(settings: Settings, registry: CollectorRegistry) -> APIRouter:
-    pool = PoolGauges(registry)
+    # This worker's connections; "livesum": /metrics shows the sum over the live workers.
+    gauge: dict[str, Any] = {"registry": registry, "multiprocess_mode": "livesum"}
+    in_use = Gauge(
+        "db_pool_connections_in_use", "Database connections checked out of the pool.", **gauge
+    )
+    capacity = Gauge(
+        "db_pool_connections_capacity",
+        "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
+        **gauge,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Runs after the app's own lifespan has opened the database.
-        pool.watch(app.state.database)
+        database: Database = app.state.database  # opened by the app's lifespan, which runs first
+        # Set from the pool's own count, not counted up and down, so that a checkin without a
+        # checkout (a failed reconnect) cannot leave the gauge off for good. The pool fires
+        # "checkin" before it takes the connection back.
+        checked_out = database.engine.pool.checkedout  # type: ignore[attr-defined]
+        capacity.set(database.pool_status()["capacity"])
+        in_use.set(checked_out())
+        engine = database.engine.sync_engine
+        event.listen(engine, "checkout", lambda *_: in_use.set(checked_out()))
+        event.listen(engine, "checkin", lambda *_: in_use.set(checked_out() - 1))
         yield
 
     def require_token(request: Request) -> None:
@@ -126,43 +65,43 @@ def _metrics_router(settings: Settings, registry: CollectorRegistry) -> APIRoute
 
     router = APIRouter(lifespan=lifespan, include_in_schema=False)
 
-    # A plain def: FastAPI runs it in a thread, so reading the workers' files never blocks
-    # the event loop.
+    # A plain def, run in a thread: reading the workers' files never blocks the event loop.
     @router.get(METRICS_PATH, dependencies=[Depends(require_token)])
     def metrics() -> Response:
-        return Response(_exposition(registry), media_type=CONTENT_TYPE_LATEST)
+        source, directory = registry, os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            # Drop crashed workers' live gauges: uvicorn has no hook to call this from.
+            for match in filter(None, map(_LIVE_GAUGE_FILE.match, os.listdir(directory))):
+                try:
+                    os.kill(pid := int(match.group(1)), 0)
+                except ProcessLookupError:
+                    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+                except PermissionError:
+                    pass  # alive, under another user
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source, directory)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
 
 class RequestMetrics:
-    """Pure ASGI middleware: counts and times every request by method, route template and
-    status. An unknown path counts as handler "none", so scanners cannot multiply the
-    series; scrapes of /metrics are not counted as traffic."""
+    """Counts and times every request but the scrapes; an unknown path is handler "none", so
+    that scanners cannot multiply the series."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
-        names = ("handler", "method", "status")
-        self.requests = Counter(
-            "http_requests_total",
-            "Requests by route template, method and status.",
-            names,
-            registry=registry,
-        )
+        names, by = ("handler", "method", "status"), "by route template, method and status."
+        self.requests = Counter("http_requests_total", f"Requests {by}", names, registry=registry)
         self.latency = Histogram(
-            "http_request_duration_seconds",
-            "Time to answer, by route template, method and status.",
-            names,
-            registry=registry,
+            "http_request_duration_seconds", f"Time to answer, {by}", names, registry=registry
         )
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the client gets if the app raises before it answers
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500  # 500 if the app raises before it answers
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -175,20 +114,15 @@ class RequestMetrics:
         finally:
             handler = route_template(scope) or "none"
             if handler != METRICS_PATH:
+                seconds = time.perf_counter() - started
                 method = scope["method"] if scope["method"] in METHODS else "other"
-                self._observe(handler, method, status, time.perf_counter() - started)
-
-    def _observe(self, handler: str, method: str, status: int, seconds: float) -> None:
-        key = (handler, method, status)
-        series = self._series.get(key)
-        if series is None:  # few: routes, methods and statuses are fixed sets
-            labels = (handler, method, str(status))
-            series = self._series[key] = (
-                self.requests.labels(*labels),
-                self.latency.labels(*labels),
-            )
-        series[0].inc()
-        series[1].observe(seconds)
+                key = (handler, method, status)
+                if (series := self._series.get(key)) is None:  # few: the labels are fixed sets
+                    labels = (handler, method, str(status))
+                    series = (self.requests.labels(*labels), self.latency.labels(*labels))
+                    self._series[key] = series
+                series[0].inc()
+                series[1].observe(seconds)
 
 
 def install_metrics(app: FastAPI, settings: Settings) -> None:

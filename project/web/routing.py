@@ -3,12 +3,10 @@
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, params, status
+from fastapi import APIRouter, Request, Response, params, status
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -20,10 +18,9 @@ API_PREFIX = "/api/v1"
 
 
 class ProblemRoute(APIRoute):
-    """Checks a request before the framework parses it (`project.inbound`: a body of the
-    wrong media type is a 415, instead of the framework's 422 about a missing dict), turns
-    the framework's bare 400s for unreadable JSON into 422s, and hands the database
-    connection back as soon as the response is built rather than after it has been sent."""
+    """Checks a request before the framework parses it (a body of the wrong media type is a
+    415, not a 422 about a missing dict), makes the framework's bare 400s for unreadable bodies
+    422s, and hands the database connection back once the response is built, not sent."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if kwargs.get("status_code") == status.HTTP_204_NO_CONTENT:
@@ -34,12 +31,12 @@ class ProblemRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        body_kind = None
+        kind = None
         if self.body_field is not None:
-            body_kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
+            kind = "form" if isinstance(self.body_field.field_info, params.Form) else "json"
 
         async def route_handler(request: Request) -> Response:
-            await check_request(request, body_kind)
+            await check_request(request, kind)
             try:
                 return await handler(request)
             except StarletteHTTPException as exc:
@@ -53,9 +50,7 @@ class ProblemRoute(APIRoute):
 
 
 class PrefixRouter(APIRouter):
-    """A router that tells at once that a path outside its prefix is none of its routes',
-    instead of trying each: a request to the last resource would otherwise pay for every
-    route of the resources before it."""
+    """Skips its routes for a path outside its prefix, rather than trying each one."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if not get_route_path(scope).startswith(self.prefix):
@@ -64,16 +59,15 @@ class PrefixRouter(APIRouter):
 
 
 def api_router(prefix: str, tags: list[str], *codes: int) -> APIRouter:
-    """A router whose operations all document 413, 422, 503 and `codes` as problems (and
-    those that read a body 415: see `ProblemRoute`)."""
-    common = (
-        status.HTTP_413_CONTENT_TOO_LARGE,
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
+    """A router whose operations document 413, 422, 503 and `codes` as problems."""
     return PrefixRouter(
         prefix=API_PREFIX + prefix,
         tags=list(tags),
         route_class=ProblemRoute,
-        responses=problems(*common, *codes),
+        responses=problems(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            *codes,
+        ),
     )
