@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from alembic import command
@@ -29,45 +29,34 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def create_engine(settings: Settings, writers: WriterQueue | None = None) -> AsyncEngine:
-    """The engine for `settings`; on SQLite its writers take turns on `writers` (a queue of
-    their own if none is given)."""
+    """The engine for `settings`; on SQLite its writers take turns on `writers` (or their own)."""
+    url, timeout = settings.database_url, settings.db_statement_timeout
     options: dict[str, Any] = {
         "poolclass": FairQueuePool,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
-        # Errors quote their SQL but not its values: those include emails and password hashes,
-        # and an error ends up in the log.
-        "hide_parameters": True,
+        "hide_parameters": True,  # they include emails and password hashes; errors are logged
     }
     if settings.is_sqlite:
+        busy = settings.sqlite_busy_timeout
+        # No reset on return: see `_on_reset` in project/db/sqlite.py.
         engine = create_async_engine(
-            settings.database_url,
-            **options,
-            connect_args={"timeout": settings.sqlite_busy_timeout},
-            pool_reset_on_return=None,  # see `_on_reset` in project/db/sqlite.py
+            url, **options, connect_args={"timeout": busy}, pool_reset_on_return=None
         )
-        configure_sqlite(
-            engine,
-            settings.sqlite_busy_timeout,
-            writers or WriterQueue(settings.sqlite_busy_timeout),
-        )
+        configure_sqlite(engine, busy, writers or WriterQueue(busy))
         return engine
+    server = {
+        "application_name": "heroes-api",
+        "statement_timeout": str(int(timeout * 1000)),
+        "idle_in_transaction_session_timeout": str(int(timeout * 3000)),
+    }
+    connect = {"timeout": settings.db_connect_timeout, "command_timeout": timeout + 1}
     engine = create_async_engine(
-        settings.database_url,
+        url,
         **options,
         pool_recycle=settings.db_pool_recycle,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            "command_timeout": settings.db_statement_timeout + 1,
-            "server_settings": {
-                "application_name": "heroes-api",
-                "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
-                "idle_in_transaction_session_timeout": str(
-                    int(settings.db_statement_timeout * 3000)
-                ),
-            },
-        },
+        connect_args={**connect, "server_settings": server},
     )
     if settings.db_pool_pre_ping:
         event.listen(engine.sync_engine, "checkout", ping)
@@ -82,19 +71,14 @@ class Database:
         self._writers = WriterQueue(settings.sqlite_busy_timeout) if settings.is_sqlite else None
         self.engine = create_engine(settings, self._writers)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        writer = (
-            self.engine.execution_options(**{SQLITE_WRITE: True})
-            if settings.is_sqlite
-            else self.engine
-        )
-        self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
+        writer = self.engine.execution_options(**{SQLITE_WRITE: True}) if self._writers else None
+        self.write_sessions = async_sessionmaker(writer or self.engine, expire_on_commit=False)
 
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
 
     def driver(self, idempotent: bool = False) -> Driver:
-        """A connection of its own, taken on first use, for statements on the driver (see
-        `project.db.driver`); `async with` hands it back."""
+        """A connection of its own for statements on the driver, taken on first use."""
         return Driver(self.engine, idempotent=idempotent, turn=self.write_turn)
 
     def write_turn(self) -> AbstractAsyncContextManager[None]:
@@ -102,10 +86,8 @@ class Database:
         return nullcontext() if self._writers is None else self._writers.turn()
 
     def pool_status(self) -> dict[str, int]:
-        return {
-            "in_use": self.engine.pool.checkedout(),  # type: ignore[attr-defined]
-            "capacity": self.settings.db_pool_size + self.settings.db_max_overflow,
-        }
+        size = self.settings.db_pool_size + self.settings.db_max_overflow
+        return {"in_use": self.engine.pool.checkedout(), "capacity": size}  # type: ignore[attr-defined]
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -113,53 +95,42 @@ class Database:
 
 async def migrate(database_url: str) -> None:
     """`alembic upgrade head`, from inside a running event loop (env.py runs its own)."""
-
-    def upgrade() -> None:
-        config = AlembicConfig(str(ALEMBIC_INI))
-        config.attributes["database_url"] = database_url
-        config.attributes["configure_logging"] = False
-        command.upgrade(config, "head")
-
-    await anyio.to_thread.run_sync(upgrade)
+    config = AlembicConfig(str(ALEMBIC_INI))
+    config.attributes.update(database_url=database_url, configure_logging=False)
+    await anyio.to_thread.run_sync(command.upgrade, config, "head")
 
 
 def get_database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
+    return cast(Database, request.app.state.database)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request. Handlers commit before they return: code after this
-    `yield` runs after the response is sent, so it only closes (and rolls back leftovers).
-    The route closes it earlier, as soon as the response is built (see `release`)."""
+    """One session per request, which handlers commit: code after this `yield` runs after the
+    response is sent. The route closes it earlier (see `release`)."""
     async with get_database(request).session(write=request.method in WRITE_METHODS) as session:
         request.state.db_session = session
         yield session
 
 
 async def release(request: Request) -> None:
-    """Hand the request's connections back to the pool before the response is sent: a slow
-    client must not hold a connection, nor leave one idle in a transaction."""
-    session: AsyncSession | None = getattr(request.state, "db_session", None)
-    if session is not None:
+    """Hand the request's connections back before the response is sent: a slow client must
+    not hold a connection, nor leave one idle in a transaction."""
+    if (session := getattr(request.state, "db_session", None)) is not None:
         await session.close()
-    driver: Driver | None = getattr(request.state, "db_driver", None)
-    if driver is not None:
+    if (driver := getattr(request.state, "db_driver", None)) is not None:
         await driver.release()
 
 
 async def flush(session: AsyncSession, conflict: str = CONFLICT) -> None:
-    """Write what the session holds, turning a unique clash into 409 and a lost version race
-    into 412. The clash comes from the database constraint itself, so two racing requests
-    cannot both pass."""
+    """Write what the session holds: a unique clash (the database's own check, so racing
+    requests cannot both pass) is a 409, a lost version race a 412."""
     try:
         await session.flush()
-    except IntegrityError as exc:
+    except (IntegrityError, StaleDataError) as exc:
         await session.rollback()
+        if isinstance(exc, StaleDataError):
+            raise PreconditionFailed() from exc
         raise integrity_problem(exc, conflict) from exc
-    except StaleDataError as exc:
-        await session.rollback()
-        raise PreconditionFailed() from exc
 
 
 async def commit(session: AsyncSession, conflict: str = CONFLICT) -> None:

@@ -1,5 +1,4 @@
-"""The errors domain code raises: each is one status code and a detail for the caller. One
-place, `project.web.problems`, turns them (and every other error) into problem+json."""
+"""The errors domain code raises; `project.web.problems` turns them into problem+json."""
 
 from collections.abc import Callable, Mapping, Sequence
 
@@ -72,14 +71,11 @@ class TooManyRequests(ProblemError):
         super().__init__(detail, {"Retry-After": str(max(1, retry_after))})
 
 
-RETRY_AFTER_SECONDS = 5
-
-
 class ServiceUnavailable(ProblemError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The service is temporarily unavailable; retry shortly."
 
-    def __init__(self, detail: str | None = None, retry_after: int = RETRY_AFTER_SECONDS):
+    def __init__(self, detail: str | None = None, retry_after: int = 5):
         super().__init__(detail, {"Retry-After": str(retry_after)})
 
 
@@ -94,8 +90,7 @@ class InvalidField(ProblemError):
 
 
 FOREIGN_KEY_VIOLATION = "23503"
-# A broken foreign key, by its name (the naming convention's `fk_<table>_<column>_<referred
-# table>`), is a row the request refers to that was deleted while the request ran.
+# A broken foreign key (`fk_<table>_<column>_<referred table>`): a row deleted meanwhile.
 _GONE_MEANWHILE: dict[str, Callable[[], ProblemError]] = {
     "fk_heroes_team_id_teams": lambda: InvalidField(
         ["body", "team_id"], "The team was just deleted."
@@ -109,19 +104,15 @@ _OWNER_GONE = "_users"  # every table's key to users names its owner: the caller
 
 
 def integrity_problem(exc: IntegrityError, conflict: str = CONFLICT) -> ProblemError:
-    """What a write the database refused means: a unique clash is a 409 saying `conflict`;
-    a row the request refers to that was deleted meanwhile (a race the request's own checks
-    cannot close, on PostgreSQL) is what its absence would have been a moment later."""
+    """A refused write: a unique clash is a 409 saying `conflict`; a referred row deleted
+    meanwhile (on PostgreSQL) is what its absence would have been a moment later."""
     # The driver's own error, and (asyncpg through SQLAlchemy's adapter) the one it wraps.
     errors = (exc.orig, getattr(exc.orig, "__cause__", None))
     if "FOREIGN KEY constraint failed" in str(exc.orig):  # SQLite, which names no key
         return Conflict(CONFLICT)
     if FOREIGN_KEY_VIOLATION not in (getattr(error, "sqlstate", None) for error in errors):
         return Conflict(conflict)
-    names = (str(getattr(error, "constraint_name", None) or "") for error in errors)
-    name = next((name for name in names if name), "")
+    name = next(filter(None, (str(getattr(e, "constraint_name", None) or "") for e in errors)), "")
     if name in _GONE_MEANWHILE:
         return _GONE_MEANWHILE[name]()
-    if name.endswith(_OWNER_GONE):
-        return AuthenticationFailed(ACCOUNT_GONE)
-    return Conflict(CONFLICT)
+    return AuthenticationFailed(ACCOUNT_GONE) if name.endswith(_OWNER_GONE) else Conflict(CONFLICT)

@@ -22,8 +22,7 @@ BAD_CREDENTIALS = "Incorrect email or password."
 
 
 def _string_or_absent(schema: JsonDict) -> None:
-    """A form field is a string or is not sent; never null, which a form cannot carry. So
-    typed, a client generated from the document does not insist on sending it."""
+    """A string or absent, never null (a form cannot carry one): generated clients may omit it."""
     kinds = cast(list[JsonDict], schema.pop("anyOf"))
     schema.update(next(kind for kind in kinds if kind != {"type": "null"}))
     schema.pop("default", None)
@@ -37,18 +36,10 @@ class LoginForm(BaseModel):
     username: str = Field(max_length=320, pattern=NO_NUL, description="The account's email.")
     password: str = Field(max_length=PASSWORD_MAX, pattern=NO_NUL)
     # Accepted as OAuth2 clients send them, and unused.
-    grant_type: str | None = Field(
-        default=None, pattern="^password$", json_schema_extra=_string_or_absent
-    )
-    scope: str | None = Field(default=None, max_length=1024, json_schema_extra=_string_or_absent)
-    client_id: str | None = Field(default=None, max_length=255, json_schema_extra=_string_or_absent)
-    client_secret: str | None = Field(
-        default=None, max_length=255, json_schema_extra=_string_or_absent
-    )
-
-
-def _active(user: User) -> bool:
-    return user.is_active
+    grant_type: str | None = Field(None, pattern="^password$", json_schema_extra=_string_or_absent)
+    scope: str | None = Field(None, max_length=1024, json_schema_extra=_string_or_absent)
+    client_id: str | None = Field(None, max_length=255, json_schema_extra=_string_or_absent)
+    client_secret: str | None = Field(None, max_length=255, json_schema_extra=_string_or_absent)
 
 
 async def verify_credentials(
@@ -58,13 +49,12 @@ async def verify_credentials(
     email: str,
     password: str,
     client: str,
-    allowed: Callable[[User], bool] = _active,
+    allowed: Callable[[User], bool] = lambda user: user.is_active,
 ) -> User:
-    """The user these credentials belong to, through login throttling (429 when over the
-    limit). Unknown email, wrong password and a user who is not `allowed` take the same path
-    and fail alike (401), and each counts as a failed attempt."""
+    """The user these credentials belong to, through login throttling (429). An unknown email,
+    a wrong password and a user not `allowed` fail alike (401), each as a failed attempt."""
     email = canonical_email(email)
-    # As many at once as can be hashed at once, and never more than could all fail.
+    # As many as can be hashed at once, and never more than could all fail.
     width = min(settings.password_hash_concurrency, settings.login_max_failures_per_email)
     async with throttle.TURNS.take(email, width):
         attempt = await throttle.begin_attempt(session, settings, email, client)
@@ -73,18 +63,16 @@ async def verify_credentials(
             await session.commit()  # hold no transaction, lock or connection while hashing
             verified = await hasher.verify(password, user.hashed_password if user else None)
         except (ServiceUnavailable, SQLAlchemyError):
-            # The hasher was busy or the database failed: the password was never checked,
-            # so this is no failed sign-in. (If the database is still failing, the attempt
-            # stays, counts as failed once it has been in flight for a minute, and ages
-            # out of the window.)
+            # The password was never checked: no failed sign-in. (An attempt left behind by a
+            # failing database counts as failed once `IN_FLIGHT`, and ages out.)
             with contextlib.suppress(SQLAlchemyError):
                 await session.rollback()
-                await throttle.forget_attempt(session, attempt)
+                await throttle.end_attempt(session, attempt)
             raise
         if not verified or user is None or not allowed(user):
-            await throttle.fail_attempt(session, attempt)
+            await throttle.end_attempt(session, attempt, failed=True)
             raise AuthenticationFailed(BAD_CREDENTIALS)
-        await throttle.forget_attempt(session, attempt)
+        await throttle.end_attempt(session, attempt)
     return user
 
 
@@ -95,15 +83,13 @@ async def check_credentials(
     email: str,
     password: str,
     client: str,
-    allowed: Callable[[User], bool] = _active,
+    allowed: Callable[[User], bool] = lambda user: user.is_active,
 ) -> User:
-    """The user these credentials sign in (see `verify_credentials`), with what signing in
-    also does: dead sessions pruned, an outdated hash renewed."""
+    """`verify_credentials`, and what signing in also does: the user's dead sessions pruned,
+    a hash made with weaker ARGON2_* settings renewed (the caller commits)."""
     user = await verify_credentials(session, hasher, settings, email, password, client, allowed)
-    # What this user can no longer use goes, while here (see `sessions.prune`).
     await sessions.prune(session, settings.admin_session_lifetime, user.id)
     if hasher.outdated(user.hashed_password):
-        # Raised ARGON2_* settings reach old accounts as they sign in; the caller commits.
         user.hashed_password = await hasher.hash(password)
         session.add(user)
     return user

@@ -16,8 +16,7 @@ from project.models import AuthSession, RefreshToken, TokenPair, User, utcnow
 
 
 def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
-    """True on the row of `users` joined to `auth_sessions` when the token's session has not
-    ended (logout, rotation abuse) and its user is active. Values or bind parameters."""
+    """On `users` and `auth_sessions`: the session is live and its user active."""
     return and_(
         col(AuthSession.user_id) == col(User.id),
         col(AuthSession.id) == session_id,
@@ -31,77 +30,45 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _issue(
-    session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID, login: AuthSession
-) -> TokenPair:
-    """The next token pair of a login session; neither outlives the session's absolute
-    lifetime (`SESSION_MAX_DAYS` after its sign-in), however often it is refreshed."""
-    sid, ends = login.id, login.created_at + tokens.session_lifetime
-    access, access_claims = tokens.encode("access", user_id, sid, ends)
-    refresh, claims = tokens.encode("refresh", user_id, sid, ends)
-    session.add(
-        RefreshToken(
-            id=claims.token_id,
-            session_id=sid,
-            token_hash=_digest(refresh),
-            expires_at=claims.expires_at,
-        )
-    )
-    return TokenPair(
-        access_token=access,
-        refresh_token=refresh,
-        expires_in=max(0, round((access_claims.expires_at - utcnow()).total_seconds())),
-    )
+def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
+    """The next token pair of a login session, which neither outlives."""
+    args = (login.user_id, login.id, login.created_at + tokens.session_lifetime)
+    access, access_claims = tokens.encode("access", *args)
+    refresh, claims = tokens.encode("refresh", *args)
+    hashed, ends = _digest(refresh), claims.expires_at
+    row = RefreshToken(id=claims.token_id, session_id=login.id, token_hash=hashed, expires_at=ends)
+    session.add(row)
+    seconds = (access_claims.expires_at - utcnow()).total_seconds()
+    return TokenPair(access_token=access, refresh_token=refresh, expires_in=max(0, round(seconds)))
 
 
 async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
     """Open a new login session and return its first token pair (the caller commits)."""
     login = AuthSession(user_id=user_id)
     session.add(login)
-    return _issue(session, tokens, user_id, login)
+    return _issue(session, tokens, login)
 
 
-async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> RefreshToken:
-    """Mark a refresh token used, or fail. A token presented twice ends its whole session:
-    the second presenter is a thief or the first one was."""
+async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> AuthSession:
+    """Mark a refresh token used and return its live session, or fail. A token presented
+    twice ends its whole session: the second presenter is a thief or the first one was."""
     tokens.decode(refresh_token, "refresh")
-    now = utcnow()
-    token_hash = _digest(refresh_token)
-    row: RefreshToken | None = await session.scalar(
+    now, used, session_id = utcnow(), col(RefreshToken.used_at), col(RefreshToken.session_id)
+    this_token = col(RefreshToken.token_hash) == _digest(refresh_token)
+    sid = await session.scalar(
         update(RefreshToken)
-        .where(
-            col(RefreshToken.token_hash) == token_hash,
-            col(RefreshToken.used_at).is_(None),
-            col(RefreshToken.expires_at) > now,
-        )
+        .where(this_token, used.is_(None), col(RefreshToken.expires_at) > now)
         .values(used_at=now)
-        .returning(RefreshToken)
+        .returning(session_id)
     )
-    if row is not None:
-        return row
-    spent = await session.scalar(
-        select(col(RefreshToken.session_id)).where(
-            col(RefreshToken.token_hash) == token_hash,
-            col(RefreshToken.used_at).is_not(None),
-        )
-    )
-    if spent is not None:
-        await _revoke(session, col(AuthSession.id) == spent)
+    if sid is None:
+        spent = await session.scalar(select(session_id).where(this_token, used.is_not(None)))
+        if spent is None:
+            raise AuthenticationFailed()
+        await end_session(session, spent)
         await session.commit()
         raise AuthenticationFailed("This refresh token was already used; the session has ended.")
-    raise AuthenticationFailed()
-
-
-async def _live_session(session: AsyncSession, sid: uuid.UUID) -> AuthSession:
-    login = await session.scalar(
-        select(AuthSession)
-        .join(User, col(AuthSession.user_id) == User.id)
-        .where(
-            col(AuthSession.id) == sid,
-            col(AuthSession.revoked_at).is_(None),
-            col(User.is_active).is_(True),
-        )
-    )
+    login = await session.scalar(select(AuthSession).where(live_session(sid, AuthSession.user_id)))
     if login is None:
         await session.rollback()
         raise AuthenticationFailed()
@@ -110,21 +77,19 @@ async def _live_session(session: AsyncSession, sid: uuid.UUID) -> AuthSession:
 
 async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> TokenPair:
     """Spend a refresh token and issue the next pair of the same session."""
-    spent = await _spend(session, tokens, refresh_token)
-    login = await _live_session(session, spent.session_id)
+    login = await _spend(session, tokens, refresh_token)
     if login.created_at + tokens.session_lifetime <= utcnow():
         await session.rollback()
         raise AuthenticationFailed("This login session has ended; sign in again.")
-    pair = _issue(session, tokens, login.user_id, login)
+    pair = _issue(session, tokens, login)
     await session.commit()
     return pair
 
 
 async def end(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> None:
     """Logout: the session of this refresh token ends, its access tokens included."""
-    spent = await _spend(session, tokens, refresh_token)
-    await _live_session(session, spent.session_id)
-    await end_session(session, spent.session_id)
+    login = await _spend(session, tokens, refresh_token)
+    await end_session(session, login.id)
     await session.commit()
 
 
@@ -136,28 +101,20 @@ async def end_session(session: AsyncSession, sid: uuid.UUID) -> None:
 async def end_all(session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
     """End every session of a user (but `keep`); the caller commits."""
     condition = col(AuthSession.user_id) == user_id
-    if keep is not None:
-        condition &= col(AuthSession.id) != keep
-    await _revoke(session, condition)
+    await _revoke(session, condition if keep is None else condition & (col(AuthSession.id) != keep))
 
 
 async def _revoke(session: AsyncSession, condition: ColumnElement[bool]) -> None:
-    await session.execute(
-        update(AuthSession)
-        .where(condition, col(AuthSession.revoked_at).is_(None))
-        .values(revoked_at=utcnow())
-    )
+    live = col(AuthSession.revoked_at).is_(None)
+    await session.execute(update(AuthSession).where(condition, live).values(revoked_at=utcnow()))
 
 
 async def prune(
     session: AsyncSession, admin_lifetime: timedelta, user_id: uuid.UUID | None = None
 ) -> tuple[int, int]:
-    """Delete what can no longer be used, for one user or for everyone (the caller commits):
-    sessions that have ended; API sessions whose refresh tokens have all expired (their
-    access tokens, shorter-lived, have too); admin sign-ins, which have no tokens, once
-    older than `admin_lifetime`; and the expired refresh tokens of the sessions that remain
-    (their signature has expired too, so they are refused before any lookup, and a spent
-    one can no longer signal reuse). Returns how many sessions and tokens went."""
+    """Delete, for one user or everyone, ended sessions, those whose refresh tokens all
+    expired, tokenless (admin) ones older than `admin_lifetime`, and expired refresh tokens;
+    how many sessions and tokens went. The caller commits."""
     now = utcnow()
     tokens = select(col(RefreshToken.id)).where(col(RefreshToken.session_id) == AuthSession.id)
     ended = or_(
@@ -171,10 +128,6 @@ async def prune(
         own = select(col(AuthSession.id)).where(col(AuthSession.user_id) == user_id)
         expired &= col(RefreshToken.session_id).in_(own.scalar_subquery())
     # Sessions first: their tokens go with them (ON DELETE CASCADE).
-    sessions = await session.execute(delete(AuthSession).where(ended))
-    spent = await session.execute(delete(RefreshToken).where(expired))
-    return _count(sessions), _count(spent)
-
-
-def _count(result: Any) -> int:
-    return int(result.rowcount)
+    sessions: Any = await session.execute(delete(AuthSession).where(ended))
+    spent: Any = await session.execute(delete(RefreshToken).where(expired))
+    return sessions.rowcount, spent.rowcount

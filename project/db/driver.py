@@ -1,11 +1,5 @@
-"""Statements run straight on a pooled driver connection (aiosqlite or asyncpg), compiled
-once per dialect and shape.
-
-Through an `AsyncSession` a read costs a BEGIN, then a cursor, an execute, a fetch and a
-close per statement (on SQLite each is a hop to aiosqlite's thread), then a ROLLBACK. One
-SELECT needs none of that: it is its own snapshot. Values still pass through the column
-types' own processors, so rows hold what the ORM would have loaded (UUIDs, aware datetimes).
-"""
+"""Statements compiled once per dialect and shape, run on the driver without a session's BEGIN,
+cursor calls and ROLLBACK. Rows still hold what the ORM would load (the types' processors)."""
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
@@ -24,35 +18,28 @@ from sqlalchemy.util import greenlet_spawn
 from project.db.pool import checkout
 from project.db.sqlite import BEGIN_IMMEDIATE
 
-Processor = Callable[[Any], Any] | None
-Turn = Callable[[], AbstractAsyncContextManager[None]]
-
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
     sql: str
     names: tuple[str, ...]  # bind parameter names, in positional order
     defaults: dict[str, Any]  # values fixed in the statement itself
-    binds: tuple[Processor, ...]
-    # (column index, processor, group): columns of one type share a group, whose values are
-    # converted once per fetch (a page repeats its owner, a team, timestamps).
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    # (column index, processor, group): a group (one per type) converts each value once a fetch.
     converters: tuple[tuple[int, Callable[[Any], Any], int], ...]
 
 
 def compile_statement(stmt: ReturnsRows, dialect: Dialect) -> Compiled:
     compiled = stmt.compile(dialect=dialect)
     names = tuple(compiled.positiontup or ())
-    binds = tuple(
-        compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-    )
-    columns = stmt.exported_columns
+    binds = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
     groups: dict[Any, int] = {}
-    converters = tuple(
-        (i, process, groups.setdefault(column.type.__class__, len(groups)))
-        for i, column in enumerate(columns)
+    converters = [
+        (i, process, groups.setdefault(type(column.type), len(groups)))
+        for i, column in enumerate(stmt.exported_columns)
         if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
-    )
-    return Compiled(compiled.string, names, dict(compiled.params), binds, converters)
+    ]
+    return Compiled(compiled.string, names, dict(compiled.params), tuple(binds), tuple(converters))
 
 
 class Statements:
@@ -71,15 +58,11 @@ class Statements:
 STATEMENTS = Statements()
 
 
-class Driver:
-    """Runs compiled statements on the driver of one pooled connection: that of an open
-    `AsyncConnection` (`Driver.of`, inside its transaction), or one taken from the pool on
-    first use, where each statement commits on its own unless in `transaction()`, and
-    handed back by `release` (or the end of `async with`).
-
-    With `idempotent` (statements that may safely run twice: reads), that connection is
-    taken without the pool's `ping`, which costs a round trip per request on PostgreSQL; a
-    statement that finds it dead runs again on a checked one instead."""
+class Driver(AbstractAsyncContextManager["Driver"]):
+    """Runs compiled statements on one connection's driver: an open `AsyncConnection`'s
+    (`Driver.of`, in its transaction), or one taken from the pool on first use, each statement
+    committing on its own outside `transaction()`, until `release`. An `idempotent` driver
+    takes it without the `ping` and, if it is found dead, runs the statement again."""
 
     def __init__(
         self,
@@ -87,22 +70,13 @@ class Driver:
         raw: PoolProxiedConnection | None = None,
         conn: AsyncConnection | None = None,
         idempotent: bool = False,
-        turn: Turn = nullcontext,
+        turn: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
     ) -> None:
-        self._engine = engine
-        self._raw = raw
+        self._engine, self.dialect, self._raw, self._conn = engine, engine.dialect, raw, conn
         self._driver: Any = raw and raw.driver_connection
-        self._conn = conn
-        self._sqlite = engine.dialect.name == "sqlite"
+        self._sqlite = self.dialect.name == "sqlite"
         self._retry = idempotent
         self.turn = turn  # a writer's turn (SQLite: one writer of this process at a time)
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._engine.dialect
-
-    async def __aenter__(self) -> "Driver":
-        return self
 
     async def __aexit__(self, *_: object) -> None:
         await self.release()
@@ -111,20 +85,19 @@ class Driver:
     async def of(cls, conn: AsyncConnection) -> "Driver":
         return cls(conn.engine, await conn.get_raw_connection(), conn)
 
-    async def _connect(self, checked: bool) -> Any:
+    async def _connect(self, checked: bool = True) -> Any:
         self._raw = await checkout(self._engine, checked=checked)
         self._driver = self._raw.driver_connection
         return self._driver
 
     async def release(self) -> None:
-        """Hand a connection taken from the pool back, once (its reset may need the driver:
-        hence in SQLAlchemy's greenlet)."""
+        """Hand a connection taken from the pool back, once (its reset may need the greenlet)."""
         raw, self._raw, self._driver = self._raw, None, None
         if raw is not None and self._conn is None:
             await greenlet_spawn(raw.close)
 
     async def _lose(self) -> None:
-        """The connection is in doubt: it is closed, never pooled again."""
+        """Close a connection in doubt, never to be pooled again."""
         if self._conn is not None:
             await self._conn.invalidate()
         elif self._raw is not None:
@@ -132,19 +105,15 @@ class Driver:
 
     def _arguments(self, compiled: Compiled, values: dict[str, Any]) -> list[Any]:
         given = {**compiled.defaults, **values}
-        return [
-            value if bind is None else bind(value)
-            for bind, value in zip(compiled.binds, (given[n] for n in compiled.names), strict=True)
-        ]
+        pairs = zip(compiled.names, compiled.binds, strict=True)
+        return [given[n] if bind is None else bind(given[n]) for n, bind in pairs]
 
     async def fetch(self, compiled: Compiled, **values: Any) -> list[tuple[Any, ...]]:
-        """Run one compiled statement with `values` for its bind parameters; the rows, their
-        values processed as the column types say."""
+        """The rows of one compiled statement, their values processed by the column types."""
         args = self._arguments(compiled, values)
-        # SQL logging and counting still see the statement.
         on = self._engine.sync_engine if self._conn is None else self._conn.sync_connection
         events = on.dispatch  # type: ignore[union-attr]
-        if events.before_cursor_execute:
+        if events.before_cursor_execute:  # for SQL logging and counting
             events.before_cursor_execute(self._conn, None, compiled.sql, args, None, False)
         while True:
             try:
@@ -155,21 +124,18 @@ class Driver:
                     rows = await driver.fetch(compiled.sql, *args)
                 break
             except Exception as exc:
-                if self._retry and self._lost(exc) and not isinstance(exc, TimeoutError):
-                    # Handed out unchecked and found dead (the database restarted, or ended
-                    # the connection): once more, on a connection checked first.
-                    await self._lose()
-                    self._retry = False
-                    await self._connect(checked=True)
-                    continue
-                await self._raise(exc, compiled.sql)
+                if not (self._retry and self._lost(exc)) or isinstance(exc, TimeoutError):
+                    await self._raise(exc, compiled.sql)
+                # Handed out unchecked and found dead: once more, on a connection checked first.
+                await self._lose()
+                self._retry = False
+                await self._connect()
         known: list[dict[Any, Any]] = [{} for _ in compiled.converters]
         processed = []
         for row in rows:
             cells = list(row)
             for i, process, group in compiled.converters:
-                value = cells[i]
-                if value is not None:
+                if (value := cells[i]) is not None:
                     done = known[group].get(value)
                     if done is None:
                         done = known[group][value] = process(value)
@@ -181,36 +147,30 @@ class Driver:
         """Run one compiled write once per row of values."""
         args = [self._arguments(compiled, values) for values in rows]
         try:
-            driver = self._driver or await self._connect(checked=True)
-            await driver.executemany(compiled.sql, args)
+            await (self._driver or await self._connect()).executemany(compiled.sql, args)
         except Exception as exc:
             await self._raise(exc, compiled.sql)
 
     async def _raise(self, exc: Exception, sql: str) -> NoReturn:
         """`exc` as SQLAlchemy would have wrapped it; a connection left in doubt is closed."""
-        lost = self._lost(exc)
-        if lost:
+        if lost := self._lost(exc):
             await self._lose()
         if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
             raise IntegrityError(sql, None, exc) from exc
         raise DBAPIError(sql, None, exc, connection_invalidated=lost) from exc
 
     def _lost(self, exc: Exception) -> bool:
-        """Whether `exc` leaves the connection in doubt. An error the database answered
-        leaves it usable, unless the server ended the session with it; anything else (a
-        lost connection, a timeout) does not."""
+        """Whether `exc` leaves the connection in doubt (not an answer from a live session)."""
         if isinstance(exc, sqlite3.Error):
             return False
-        if isinstance(exc, asyncpg.PostgresError):
-            return bool(self._driver.is_closed())
-        return True
+        return not isinstance(exc, asyncpg.PostgresError) or bool(self._driver.is_closed())
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """Every statement run inside is written, or none is (on a connection of its own)."""
         async with self.turn():
             try:
-                driver = self._driver or await self._connect(checked=True)
+                driver = self._driver or await self._connect()
                 if self._sqlite:
                     await driver.execute(BEGIN_IMMEDIATE)
                     done, undo = driver.commit, driver.rollback

@@ -1,5 +1,4 @@
-"""The connection pool: connections handed out in the order they were asked for, checked
-before use, or taken unchecked by a caller that retries instead."""
+"""The connection pool: first come, first served; checked before use, unless the user retries."""
 
 import asyncio
 from contextvars import ContextVar
@@ -14,9 +13,7 @@ from sqlalchemy.util.queue import AsyncAdaptedQueue
 
 
 class _IdleConnections(AsyncAdaptedQueue[ConnectionPoolEntry]):
-    """The pool's idle connections, with no bound of their own: `FairQueuePool` decides
-    which returning connections to keep. `maxsize` still reads `pool_size`, which the pool's
-    accounting (`size()`, `checkedout()`) is built on."""
+    """Unbounded (`FairQueuePool` decides what to keep); `maxsize` still reads `pool_size`."""
 
     @memoized_property
     def _queue(self) -> asyncio.Queue[ConnectionPoolEntry]:
@@ -24,19 +21,10 @@ class _IdleConnections(AsyncAdaptedQueue[ConnectionPoolEntry]):
 
 
 class FairQueuePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async pool, with connections handed out in the order they were asked for.
-
-    The stock pool is not fair (sqlalchemy/sqlalchemy#7679): a task that returns a
-    connection and at once asks for another takes it back ahead of the tasks already
-    waiting, and a woken waiter that finds the pool empty again goes to the back of the
-    line. Under a steady load above the pool's size some requests then wait past the pool
-    timeout and fail with 503 while others never wait. Here every checkout first takes a
-    ticket from a first-in, first-out semaphore with one ticket per connection the pool may
-    open, so the pool itself never makes anyone wait and the longest waiter is served first.
-
-    A returning connection is kept when someone waits for a ticket, even beyond
-    `pool_size` idle connections (bounded by the ticket count): the stock pool would close
-    an overflow connection there and open a new one for the waiter a moment later."""
+    """SQLAlchemy's async pool, first come, first served: the stock one lets a task that
+    returns a connection take it back ahead of waiters (sqlalchemy/sqlalchemy#7679). Each
+    checkout first takes a ticket from a FIFO semaphore, one per connection the pool may
+    open; a returning connection is kept while someone waits, not closed and reopened."""
 
     _queue_class = _IdleConnections
     # Log as the pool it extends, under SQLAlchemy's loggers (quiet unless asked for).
@@ -64,10 +52,8 @@ class FairQueuePool(AsyncAdaptedQueuePool):
             self._waiting -= 1
 
     def _do_get(self) -> ConnectionPoolEntry:
-        if self._tickets.locked():
-            await_(self._ticket())
-        else:  # a ticket is free and nobody waits: taking it cannot block, so no timer
-            await_(self._tickets.acquire())
+        # A free ticket with nobody waiting cannot block: no timer.
+        await_(self._ticket() if self._tickets.locked() else self._tickets.acquire())
         try:
             return super()._do_get()
         except BaseException:
@@ -92,9 +78,7 @@ _UNCHECKED: ContextVar[bool] = ContextVar("unchecked_checkout", default=False)
 
 
 def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """A pool `checkout` hook: check a connection before handing it out, so that after a
-    database restart a stale one is replaced instead of failing a request. One round trip
-    (SQLAlchemy's own pre-ping takes three on asyncpg: BEGIN, the ping, ROLLBACK)."""
+    """A `checkout` hook that replaces a stale connection in one round trip (pre-ping: three)."""
     if _UNCHECKED.get():
         return
     try:
@@ -104,22 +88,15 @@ def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 
 async def checkout(engine: AsyncEngine, *, checked: bool = True) -> PoolProxiedConnection:
-    """A pooled connection, without the `Connection` SQLAlchemy builds around one. Errors
-    come wrapped as `engine.connect()` wraps them (a refused connection is an
-    `OperationalError`). `checked=False` skips the `ping`, for a caller that finds out by
-    using the connection and then retries on a checked one."""
-    token = _UNCHECKED.set(not checked)
+    """A pooled connection without a `Connection` around it, errors wrapped as `connect()`'s."""
+    dialect, token = engine.dialect, _UNCHECKED.set(not checked)
     try:
         return await engine.raw_connection()
-    except engine.dialect.loaded_dbapi.Error as exc:
-        dialect = engine.dialect
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, None, None)
+        error = dialect.loaded_dbapi.Error
         raise DBAPIError.instance(
-            None,
-            None,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(exc, None, None),
-            dialect=dialect,
+            None, None, exc, error, connection_invalidated=lost, dialect=dialect
         ) from exc
     finally:
         _UNCHECKED.reset(token)

@@ -1,5 +1,4 @@
-"""Whether the database's schema is the one this code was written for: Alembic's revision
-in the database against the newest one in `alembic/versions`."""
+"""Whether the database's schema (its Alembic revision) is the one this code was written for."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,14 +6,9 @@ from pathlib import Path
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
-
-
-def _current(connection: Connection) -> frozenset[str]:
-    return frozenset(MigrationContext.configure(connection).get_current_heads())
 
 
 @dataclass(frozen=True)
@@ -28,16 +22,15 @@ class Revisions:
     def load(cls) -> "Revisions":
         """Read `alembic/versions` (blocking: files are read and imported)."""
         script = ScriptDirectory.from_config(AlembicConfig(str(ALEMBIC_INI)))
-        return cls(
-            frozenset(script.get_heads()),
-            frozenset(revision.revision for revision in script.walk_revisions()),
-        )
+        known = frozenset(revision.revision for revision in script.walk_revisions())
+        return cls(frozenset(script.get_heads()), known)
 
     async def problem(self, connection: AsyncConnection) -> str | None:
-        """Why this database cannot serve this code yet, or None. A database at a revision
-        this code does not know was migrated by a newer release, whose migrations keep the
-        schema working for the one before it while both run (a rolling deployment): fine."""
-        current = await connection.run_sync(_current)
+        """Why this database cannot serve this code yet, or None. A revision this code does
+        not know is a newer release's, whose migrations keep this one working: fine."""
+        current: frozenset[str] = await connection.run_sync(
+            lambda sync: frozenset(MigrationContext.configure(sync).get_current_heads())
+        )
         if not current:
             return "The database has no schema yet: run `alembic upgrade head`."
         if current == self.heads or not current <= self.known:
