@@ -1,36 +1,24 @@
-"""What every admin view shares: the app it serves, and writes through the services.
-
-Views create, change and delete through the same service functions as the API, never
-through sqladmin's generic insert and update: those cannot hash a password, end sessions,
-check that a hero's team has the hero's owner, or keep versions as the API does.
-"""
+"""What the views share. They write through the API's services, never sqladmin's generic insert
+and update, which cannot hash a password, end sessions, check owners or keep versions."""
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request, status
 from pydantic import BaseModel
 from sqladmin import ModelView
+from sqladmin.fields import SelectField
+from sqladmin.filters import ForeignKeyFilter
 from sqladmin.formatters import BASE_FORMATTERS
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette import status
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from sqlmodel import col, select
 from wtforms import HiddenField
 
-from project.admin.forms import (
-    GONE,
-    STALE,
-    ChoicesConverter,
-    as_uuid,
-    owner_email,
-    owner_emails,
-    validated,
-)
+from project.admin.forms import GONE, STALE, ChoicesConverter, FormData, validated
 from project.auth.passwords import PasswordHasher
 from project.data.writes import lock
 from project.database import Database, commit
@@ -38,14 +26,9 @@ from project.errors import NotFound, PreconditionFailed, ProblemError
 from project.models import Power, Team, User
 
 
-def _utc(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def refusals() -> Iterator[None]:
-    """A service's refusal (a taken name, another owner's team, a row changed or gone
-    meanwhile) as the message sqladmin shows above the form."""
+@asynccontextmanager
+async def refusals() -> AsyncIterator[None]:
+    """A service's refusal (a taken name, a row changed meanwhile) as the form's message."""
     try:
         yield
     except PreconditionFailed:
@@ -55,125 +38,118 @@ def refusals() -> Iterator[None]:
 
 
 class AppView(ModelView):
-    # Set by `install_admin` on a subclass made for each app: sqladmin keeps its wiring in
-    # class attributes, and two apps in one process (the tests) must not share it.
-    service: ClassVar[FastAPI]
-    rules: ClassVar[ModuleType]  # the resource's service module
+    service: ClassVar[FastAPI]  # set by `install_admin`, on a subclass of its own per app
+    rules: ModuleType  # the resource's service module
     create_schema: ClassVar[type[BaseModel]]
     update_schema: ClassVar[type[BaseModel]]
+    body: Callable[[FormData], dict[str, Any]]  # the API request body a submitted form stands for
 
-    can_export = False
-    page_size = 25
+    can_export, page_size = False, 25
     form_converter = ChoicesConverter
-    column_type_formatters: ClassVar[dict[type, Any]] = {**BASE_FORMATTERS, datetime: _utc}
+    column_type_formatters: ClassVar[dict[type, Any]] = {
+        **BASE_FORMATTERS,
+        datetime: lambda moment: moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        **dict.fromkeys((Team, Power), lambda row: row.name),
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Headings read "Secret name", not "secret_name"; an owner is shown by email.
+        super().__init_subclass__(**kwargs)
+        words = {name: str(name).replace("_", " ").capitalize() for name in cls.column_details_list}
+        cls.column_labels = words | {"id": "ID", "owner_id": "Owner"} | cls.column_labels
 
     @property
     def database(self) -> Database:
-        database: Database = self.service.state.database
-        return database
+        return cast(Database, self.service.state.database)
 
     @property
     def hasher(self) -> PasswordHasher:
-        hasher: PasswordHasher = self.service.state.hasher
-        return hasher
-
-    # sqladmin parses ids deep inside its queries, and a malformed one would be a 500 there.
-    @staticmethod
-    def _require_id(pk: Any) -> None:
-        try:
-            as_uuid(pk)
-        except ValueError:
-            raise HTTPException(status.HTTP_404_NOT_FOUND) from None
+        return cast(PasswordHasher, self.service.state.hasher)
 
     async def get_object_for_details(self, request: Request) -> Any:
-        self._require_id(request.path_params.get("pk"))
+        # Every id sqladmin is given comes here first: a malformed one is not found, not a 500.
+        try:
+            uuid.UUID(request.path_params["pk"])
+        except ValueError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND) from None
         return await super().get_object_for_details(request)
-
-    async def get_object_for_edit(self, request: Request) -> Any:
-        self._require_id(request.path_params.get("pk"))
-        return await super().get_object_for_edit(request)
-
-    async def get_object_for_delete(self, value: Any) -> Any:
-        self._require_id(value)
-        return await super().get_object_for_delete(value)
-
-    def body(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The API request body a submitted form stands for."""
-        raise NotImplementedError
 
     async def _row(self, session: AsyncSession, pk: Any) -> Any:
         try:
-            return await lock(session, self.rules.VIEW, as_uuid(pk))
+            return await lock(session, self.rules.VIEW, uuid.UUID(pk))
         except NotFound:
             return None
 
-    async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
+    async def update_model(self, request: Request, pk: str, data: FormData) -> Any:
         body = validated(self.update_schema, self.body(data))
-        async with self.database.session(write=True) as session:
-            row = await self._row(session, pk)
-            if row is None:
+        async with self.database.session(write=True) as session, refusals():
+            if (row := await self._row(session, pk)) is None:
                 raise ValueError(GONE)
-            with refusals():
-                await self.change(request, session, row, data, body)
-                await commit(session, self.rules.VIEW.conflict)
+            await self.change(session, row, data, body)
+            await commit(session, self.rules.VIEW.conflict)
         return row
 
-    async def change(
-        self, request: Request, session: AsyncSession, row: Any, data: dict[str, Any], body: Any
-    ) -> None:
-        # The edit form carries the version it was opened at: an edit of a row changed since
-        # is refused instead of silently overwriting it, as `If-Match` does in the API.
+    async def change(self, session: AsyncSession, row: Any, data: FormData, body: Any) -> None:
+        # As `If-Match` in the API: an edit of a row changed since the form was opened is refused.
         if str(data.get("version")) != str(row.version):
             raise PreconditionFailed()
         await self.rules.update(session, row, body)
 
     async def delete_model(self, request: Request, pk: Any) -> None:
-        async with self.database.session(write=True) as session:
-            row = await self._row(session, pk)
-            if row is not None:
-                with refusals():
-                    await self.rules.delete(session, row)
-                    await commit(session)
+        async with self.database.session(write=True) as session, refusals():
+            if (row := await self._row(session, pk)) is not None:
+                await self.rules.delete(session, row)
+                await commit(session)
 
 
-def labels(*names: str) -> dict[Any, str]:
-    """Column headings: "secret_name" reads "Secret name", and an owner is shown by email."""
-    headings = {name: name.replace("_", " ").capitalize() for name in names}
-    return headings | {"id": "ID", "owner_id": "Owner"}
+class UUIDForeignKeyFilter(ForeignKeyFilter):
+    """sqladmin filters by the query string's text; a UUID column wants a UUID."""
+
+    async def get_filtered_query(self, query: Any, value: Any, model: Any) -> Any:
+        if value != "__all":  # the filter's "All"
+            try:
+                value = uuid.UUID(value)
+            except ValueError:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "Not an id.") from None
+        return await super().get_filtered_query(query, value, model)
 
 
-def _name(row: Team | Power) -> str:
-    return row.name
+OWNER_FILTER = UUIDForeignKeyFilter("owner_id", "email", foreign_model=User, title="Owner")
+
+
+def owner_email(model: Any, attribute: Any, request: Request) -> str:
+    """The owner's email, from those `OwnedView` looked up for the whole page."""
+    emails: dict[Any, str] = getattr(request.state, "owner_emails", {})
+    return emails.get(model.owner_id, str(model.owner_id))
 
 
 class OwnedView(AppView):
-    """Teams, heroes and powers: each has an owner and a version. The owner is chosen when
-    the row is created and never changes, as in the API."""
+    """Rows with a version, and an owner chosen at creation that never changes (as in the API).
+    A view names the `fields` its form edits; the rest of its pages follow from them."""
 
+    fields: ClassVar[tuple[str, ...]] = ()
+    column_filters: ClassVar[Sequence[Any]] = (OWNER_FILTER,)
     column_formatters: ClassVar[dict[Any, Any]] = {"owner_id": owner_email}
     column_formatters_detail: ClassVar[dict[Any, Any]] = {"owner_id": owner_email}
-    column_type_formatters: ClassVar[dict[type, Any]] = {
-        **AppView.column_type_formatters,
-        Team: _name,
-        Power: _name,
-    }
-    form_overrides: ClassVar[dict[str, Any]] = {"version": HiddenField}
     column_default_sort: ClassVar[Any] = [("name_key", False), ("id", False)]
+    form_include_pk = True  # for the owner id: a foreign key, which sqladmin leaves out otherwise
+    form_overrides: ClassVar[dict[str, Any]] = {"owner_id": SelectField, "version": HiddenField}
 
-    async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        fields = cls.fields
+        cls.column_details_list = ("id", *fields, "owner_id", "version", "created_at", "updated_at")
+        cls.form_columns = ("owner_id", *fields, "version")
+        cls.form_create_rules, cls.form_edit_rules = ["owner_id", *fields], [*fields, "version"]
+        super().__init_subclass__(**kwargs)
+
+    async def insert_model(self, request: Request, data: FormData) -> Any:
         body = validated(self.create_schema, self.body(data))
         async with self.database.session() as session:
-            owner = await session.get(User, as_uuid(data["owner_id"]))
-        if owner is None:
-            raise ValueError(GONE)
-        async with self.database.driver() as db:
-            with refusals():
-                item = await self.rules.create(db, owner.id, body)
+            if await session.get(User, data["owner_id"]) is None:
+                raise ValueError(GONE)
+        async with self.database.driver() as db, refusals():
+            item = await self.rules.create(db, data["owner_id"], body)
         return self.model(id=item["id"])  # all sqladmin needs: where to go next
-
-    async def _remember_owners(self, request: Request, rows: list[Any]) -> None:
-        owners: set[uuid.UUID] = {row.owner_id for row in rows}
-        request.state.owner_emails = await owner_emails(self.session_maker, owners)
 
     async def list(self, request: Request) -> Any:
         page = await super().list(request)
@@ -182,6 +158,11 @@ class OwnedView(AppView):
 
     async def get_object_for_details(self, request: Request) -> Any:
         row = await super().get_object_for_details(request)
-        if row is not None:
-            await self._remember_owners(request, [row])
+        await self._remember_owners(request, [] if row is None else [row])
         return row
+
+    async def _remember_owners(self, request: Request, rows: Iterable[Any]) -> None:
+        if owners := {row.owner_id for row in rows}:
+            stmt = select(col(User.id), col(User.email)).where(col(User.id).in_(owners))
+            async with self.database.session() as session:
+                request.state.owner_emails = dict((await session.execute(stmt)).all())

@@ -1,177 +1,123 @@
-"""Teams, heroes and powers in the admin: sqladmin's pages, the services' rules.
+"""The views, one per resource. A hero's team and powers are `lazy="raise"`: sqladmin loads the
+relationships it lists, shows or edits itself."""
 
-A hero's team and powers are `lazy="raise"`: sqladmin loads relationships it lists, shows or
-edits with `selectinload` (they are in `column_list`, the details columns and `form_columns`).
-"""
-
-from types import ModuleType
+import uuid
 from typing import Any, ClassVar
 
-from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter
-from starlette import status
-from starlette.exceptions import HTTPException
+from fastapi import Request
+from pydantic import create_model
+from sqladmin.filters import BooleanFilter, OperationColumnFilter
+from sqlalchemy.ext.asyncio import AsyncSession
+from wtforms import PasswordField, validators
 
-from project.admin.base import OwnedView, labels
-from project.admin.forms import as_uuid, blank_to_none
-from project.models import (
-    Hero,
-    HeroCreate,
-    HeroUpdate,
-    Power,
-    PowerCreate,
-    PowerUpdate,
-    Team,
-    TeamCreate,
-    TeamUpdate,
-    User,
-)
-from project.services import heroes, powers, teams
+from project import models
+from project.admin.auth import signed_in
+from project.admin.base import OWNER_FILTER, AppView, OwnedView, UUIDForeignKeyFilter, refusals
+from project.admin.forms import FormData, validated
+from project.services import heroes, powers, teams, users
+
+PASSWORD = models.UserCreate.model_fields["password"]  # the API's own rule for a password
+NewPassword = create_model("NewPassword", password=(str, PASSWORD))
 
 
-class UUIDForeignKeyFilter(ForeignKeyFilter):
-    """sqladmin's filter passes the query-string value as is; a UUID column wants a UUID."""
+class UserAdmin(AppView, model=models.User):
+    """The password hash is never shown: a new password is hashed, and ends the user's sessions
+    as `PATCH /api/v1/users/{id}` does."""
 
-    async def get_filtered_query(self, query: Any, value: Any, model: Any) -> Any:
-        if value not in (None, "", "__all"):  # "__all" (or nothing): no filter
-            try:
-                value = as_uuid(value)
-            except ValueError:
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, "Not an id.") from None
-        return await super().get_filtered_query(query, value, model)
+    rules, update_schema = users, models.UserUpdate
+    icon = "fa-solid fa-user"
+    form_columns = ("email", "full_name", "is_active", "is_superuser")
+    column_list = column_sortable_list = form_columns
+    column_searchable_list = ("email", "full_name")
+    column_default_sort = ("email", False)
+    # What to show, not what to hide: a column added later stays hidden.
+    column_details_list = ("id", *form_columns, "created_at", "updated_at")
+    column_labels: ClassVar[dict[Any, str]] = {"is_active": "Active", "is_superuser": "Superuser"}
+    column_filters = tuple(BooleanFilter(name, title) for name, title in column_labels.items())
 
+    async def scaffold_form(self, rules: list[str] | None = None) -> Any:
+        form = await super().scaffold_form(rules)
+        password = PasswordField(
+            "Password",
+            validators=[validators.Optional()],
+            description="Required for a new user. For an existing one, leave it empty to keep "
+            "the password; a new password signs the user out everywhere.",
+            render_kw={"class": "form-control", "autocomplete": "new-password"},
+        )
+        return type(form.__name__, (form,), {"password": password})
 
-def _owner_filter() -> UUIDForeignKeyFilter:
-    return UUIDForeignKeyFilter("owner_id", "email", foreign_model=User, title="Owner")
+    def body(self, data: FormData) -> dict[str, Any]:
+        rights = {right: bool(data.get(right)) for right in ("is_active", "is_superuser")}
+        return rights | {"email": data["email"], "full_name": data.get("full_name") or None}
+
+    async def insert_model(self, request: Request, data: FormData) -> Any:
+        account = {"email": data["email"], "password": data.get("password") or ""}
+        body = validated(models.UserCreate, account | {"full_name": data.get("full_name") or None})
+        active, superuser = bool(data.get("is_active", True)), bool(data.get("is_superuser"))
+        async with self.database.driver() as db, refusals():
+            item = await users.create(
+                db, self.hasher, body.email, body.password, body.full_name, superuser, active
+            )
+        return self.model(id=item["id"])  # all sqladmin needs: where to go next
+
+    async def update_model(self, request: Request, pk: str, data: FormData) -> Any:
+        # Setting your own password keeps this sign-in, as the API's password change does.
+        mine = signed_in(request)
+        data = {**data, "keep": mine[1] if mine and mine[0] == uuid.UUID(pk) else None}
+        if data.get("password"):
+            password = validated(NewPassword, {"password": data["password"]}).password
+            data["hash"] = await self.hasher.hash(password)  # before any transaction
+        return await super().update_model(request, pk, data)
+
+    async def change(self, session: AsyncSession, row: Any, data: FormData, body: Any) -> None:
+        await users.update(session, row, body, data.get("hash"), data.get("keep"))
 
 
 class NamedView(OwnedView):
-    """Teams and powers: a name, a few plain fields; an empty box in an `optional` one is
-    no value."""
+    """Teams and powers: plain fields, where an empty box in an `optional` one is no value."""
 
-    fields: ClassVar[tuple[str, ...]]
     optional: ClassVar[frozenset[str]] = frozenset()
-    column_filters: ClassVar[list[Any]] = [_owner_filter()]
 
-    def body(self, data: dict[str, Any]) -> dict[str, Any]:
+    def body(self, data: FormData) -> dict[str, Any]:
         body = {field: data.get(field) for field in self.fields}
-        return body | {field: blank_to_none(body[field]) for field in self.optional}
+        return body | {field: body[field] or None for field in self.optional}
 
 
-class TeamAdmin(NamedView, model=Team):
-    rules: ClassVar[ModuleType] = teams
+class TeamAdmin(NamedView, model=models.Team):
+    rules, create_schema, update_schema = teams, models.TeamCreate, models.TeamUpdate
     icon = "fa-solid fa-people-group"
     fields = ("name", "headquarters")
-    create_schema = TeamCreate
-    update_schema = TeamUpdate
-    column_list: ClassVar[list[Any]] = ["name", "headquarters", "owner_id", "updated_at"]
-    column_labels: ClassVar[dict[Any, str]] = labels(
-        "name", "headquarters", "version", "created_at", "updated_at"
-    )
-    column_searchable_list: ClassVar[list[Any]] = ["name", "headquarters"]
-    column_sortable_list: ClassVar[list[Any]] = ["name", "headquarters", "updated_at"]
-    column_details_list: ClassVar[list[Any]] = [
-        "id",
-        "name",
-        "headquarters",
-        "owner_id",
-        "version",
-        "created_at",
-        "updated_at",
-    ]
-    form_columns: ClassVar[list[Any]] = ["owner_id", "name", "headquarters", "version"]
-    form_create_rules: ClassVar[list[str]] = ["owner_id", "name", "headquarters"]
-    form_edit_rules: ClassVar[list[str]] = ["name", "headquarters", "version"]
+    column_list = (*fields, "owner_id", "updated_at")
+    column_searchable_list = fields
+    column_sortable_list = (*fields, "updated_at")
 
 
-class PowerAdmin(NamedView, model=Power):
-    rules: ClassVar[ModuleType] = powers
+class PowerAdmin(NamedView, model=models.Power):
+    rules, create_schema, update_schema = powers, models.PowerCreate, models.PowerUpdate
     icon = "fa-solid fa-bolt"
     fields = ("name", "description")
-    create_schema = PowerCreate
-    update_schema = PowerUpdate
     optional = frozenset({"description"})
-    column_list: ClassVar[list[Any]] = ["name", "description", "owner_id", "updated_at"]
-    column_labels: ClassVar[dict[Any, str]] = labels(
-        "name", "description", "version", "created_at", "updated_at"
-    )
-    column_searchable_list: ClassVar[list[Any]] = ["name", "description"]
-    column_sortable_list: ClassVar[list[Any]] = ["name", "updated_at"]
-    column_details_list: ClassVar[list[Any]] = [
-        "id",
-        "name",
-        "description",
-        "owner_id",
-        "version",
-        "created_at",
-        "updated_at",
-    ]
-    form_columns: ClassVar[list[Any]] = ["owner_id", "name", "description", "version"]
-    form_create_rules: ClassVar[list[str]] = ["owner_id", "name", "description"]
-    form_edit_rules: ClassVar[list[str]] = ["name", "description", "version"]
+    column_list = (*fields, "owner_id", "updated_at")
+    column_searchable_list = fields
+    column_sortable_list = ("name", "updated_at")
 
 
-class HeroAdmin(OwnedView, model=Hero):
-    rules: ClassVar[ModuleType] = heroes
-    create_schema = HeroCreate
-    update_schema = HeroUpdate
+class HeroAdmin(OwnedView, model=models.Hero):
+    rules, create_schema, update_schema = heroes, models.HeroCreate, models.HeroUpdate
     icon = "fa-solid fa-mask"
-    show_compact_lists = False  # one power a line, not "(Flight) (Speed)"
     name_plural = "Heroes"
-    column_list: ClassVar[list[Any]] = ["name", "secret_name", "age", "team", "powers", "owner_id"]
-    column_labels: ClassVar[dict[Any, str]] = labels(
-        "name", "secret_name", "age", "team", "powers", "version", "created_at", "updated_at"
-    )
-    column_searchable_list: ClassVar[list[Any]] = ["name", "secret_name"]
-    column_sortable_list: ClassVar[list[Any]] = ["name", "secret_name", "age"]
-    column_filters: ClassVar[list[Any]] = [
-        UUIDForeignKeyFilter("team_id", "name", foreign_model=Team, title="Team"),
-        _owner_filter(),
+    show_compact_lists = False  # one power a line, not "(Flight) (Speed)"
+    fields = ("name", "secret_name", "age", "team", "powers")
+    column_list = (*fields, "owner_id")
+    column_searchable_list = ("name", "secret_name")
+    column_sortable_list = ("name", "secret_name", "age")
+    column_filters = (
+        UUIDForeignKeyFilter("team_id", "name", foreign_model=models.Team, title="Team"),
+        OWNER_FILTER,
         OperationColumnFilter("age", title="Age"),
-    ]
-    column_details_list: ClassVar[list[Any]] = [
-        "id",
-        "name",
-        "secret_name",
-        "age",
-        "team",
-        "powers",
-        "owner_id",
-        "version",
-        "created_at",
-        "updated_at",
-    ]
-    form_columns: ClassVar[list[Any]] = [
-        "owner_id",
-        "name",
-        "secret_name",
-        "age",
-        "team",
-        "powers",
-        "version",
-    ]
-    form_create_rules: ClassVar[list[str]] = [
-        "owner_id",
-        "name",
-        "secret_name",
-        "age",
-        "team",
-        "powers",
-    ]
-    form_edit_rules: ClassVar[list[str]] = [
-        "name",
-        "secret_name",
-        "age",
-        "team",
-        "powers",
-        "version",
-    ]
+    )
     form_args: ClassVar[dict[str, dict[str, Any]]] = {"team": {"blank_text": "(no team)"}}
 
-    def body(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": data["name"],
-            "secret_name": data["secret_name"],
-            "age": data.get("age"),
-            "team_id": blank_to_none(data.get("team")),
-            "power_ids": data.get("powers") or [],
-        }
+    def body(self, data: FormData) -> dict[str, Any]:
+        named = {field: data.get(field) for field in ("name", "secret_name", "age")}
+        return named | {"team_id": data.get("team") or None, "power_ids": data.get("powers") or []}
