@@ -184,10 +184,8 @@ def test_compose_environment_is_a_valid_production_configuration() -> None:
 
 
 def _deploying_guide() -> str:
-    """The README's Deploying section."""
-    readme = (ROOT / "README.md").read_text()
-    assert "\n## Deploying\n" in readme
-    return readme.split("\n## Deploying\n", 1)[1].split("\n## ", 1)[0]
+    """The operators' guide (docs/operations.md): deploying, and every setting."""
+    return (ROOT / "docs" / "operations.md").read_text()
 
 
 def test_the_deploying_guide_names_only_variables_that_exist() -> None:
