@@ -21,7 +21,7 @@ from project.data.paging import Pager
 from project.database import Database, migrate
 from project.db.schema import Revisions
 from project.services import users
-from project.web.docs import install_docs
+from project.web.docs import install_docs, openapi, operation_id
 from project.web.logs import configure_logging, flush_logs
 from project.web.metrics import install_metrics
 from project.web.middleware import (
@@ -30,7 +30,6 @@ from project.web.middleware import (
     ProblemCORSMiddleware,
     RequestContextMiddleware,
 )
-from project.web.openapi import openapi, operation_id
 from project.web.problems import install_error_handlers
 
 DESCRIPTION = """

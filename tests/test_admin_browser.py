@@ -3,7 +3,7 @@ real server in a process of its own.
 
 Without /usr/bin/chromium the tests skip with the reason, except where the `CI` variable is
 set (as .ci/run does): there a missing browser fails them, so CI cannot pass without them.
-`UPDATE_SCREENSHOTS=1` also writes the hero list's screenshot to docs/images/ for docs/operations.md.
+`UPDATE_SCREENSHOTS=1` also writes the hero list's screenshot to docs/images/ (docs/operations.md).
 """
 
 import os

@@ -16,7 +16,7 @@ from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
 from project.models import AuthSession, User, utcnow
-from project.web.inbound import client_address
+from project.web.routing import client_address
 
 
 def signed_in(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:

@@ -9,10 +9,8 @@ from project.auth import sessions
 from project.auth.credentials import LoginForm, check_credentials
 from project.models import RefreshRequest, TokenPair, UserCreate, UserPublic
 from project.services import users
-from project.web.conditional import created_response
-from project.web.inbound import client_address
-from project.web.openapi import problems
-from project.web.routing import api_router
+from project.web.docs import problems
+from project.web.routing import api_router, client_address, created_response
 
 router = api_router("/auth", ["auth"])
 

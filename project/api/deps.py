@@ -25,7 +25,7 @@ from project.errors import (
 )
 from project.models import User
 from project.services import users
-from project.web.conditional import json_body, require_match
+from project.web.routing import json_body, require_match
 
 
 def _app(name: str) -> Callable[[Request], Awaitable[Any]]:

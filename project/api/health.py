@@ -9,7 +9,7 @@ from project.database import get_database
 from project.db.schema import Revisions
 from project.errors import ServiceUnavailable
 from project.models import Liveness, PoolUsage, Readiness
-from project.web.openapi import problems
+from project.web.docs import problems
 
 logger = logging.getLogger("project.health")
 

@@ -9,9 +9,8 @@ from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
 from project.models import Hero, HeroCreate, HeroPublic, HeroUpdate
 from project.services import heroes
-from project.web.conditional import created_response, json_body, read_response
-from project.web.openapi import changed, created, fetched, problems
-from project.web.routing import api_router
+from project.web.docs import changed, created, fetched, problems
+from project.web.routing import api_router, created_response, json_body, read_response
 
 router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
 HeroId = Annotated[uuid.UUID, Path(description="The hero's id.")]

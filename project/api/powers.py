@@ -9,9 +9,8 @@ from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
 from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.services import powers
-from project.web.conditional import created_response, json_body, read_response
-from project.web.openapi import changed, created, fetched, problems
-from project.web.routing import api_router
+from project.web.docs import changed, created, fetched, problems
+from project.web.routing import api_router, created_response, json_body, read_response
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
 PowerId = Annotated[uuid.UUID, Path(description="The power's id.")]

@@ -11,10 +11,8 @@ from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
 from project.models import PasswordChange, UserPublic, UserUpdate, UserUpdateMe
 from project.services import users
-from project.web.conditional import json_body
-from project.web.inbound import client_address
-from project.web.openapi import problems
-from project.web.routing import api_router
+from project.web.docs import problems
+from project.web.routing import api_router, client_address, json_body
 
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 UserId = Annotated[uuid.UUID, Path(description="The user's id.")]

@@ -1,8 +1,6 @@
-"""Prometheus metrics at /metrics. Requests are observed by a small ASGI middleware, not
-prometheus-fastapi-instrumentator, which searches the routes again and builds a Request, a
-Response and an info object per request: the router has already found the route. With several
-workers (PROMETHEUS_MULTIPROC_DIR, set by scripts/start.sh) each writes its numbers to files
-there, and whichever answers /metrics adds them up."""
+"""Prometheus metrics at /metrics, requests observed by a small ASGI middleware (the router found
+the route: prometheus-fastapi-instrumentator would search again). With several workers
+(PROMETHEUS_MULTIPROC_DIR, set by scripts/start.sh), /metrics sums what each writes there."""
 
 import os
 import re
@@ -12,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event
@@ -29,65 +27,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db$")
 
 
-def _metrics_router(settings: Settings, registry: CollectorRegistry) -> APIRouter:
-    # This worker's connections; "livesum": /metrics shows the sum over the live workers.
-    gauge: dict[str, Any] = {"registry": registry, "multiprocess_mode": "livesum"}
-    in_use = Gauge(
-        "db_pool_connections_in_use", "Database connections checked out of the pool.", **gauge
-    )
-    capacity = Gauge(
-        "db_pool_connections_capacity",
-        "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
-        **gauge,
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database: Database = app.state.database  # opened by the app's lifespan, which runs first
-        # Set from the pool's own count, not counted up and down, so that a checkin without a
-        # checkout (a failed reconnect) cannot leave the gauge off for good. The pool fires
-        # "checkin" before it takes the connection back.
-        checked_out = database.engine.pool.checkedout  # type: ignore[attr-defined]
-        capacity.set(database.pool_status()["capacity"])
-        in_use.set(checked_out())
-        engine = database.engine.sync_engine
-        event.listen(engine, "checkout", lambda *_: in_use.set(checked_out()))
-        event.listen(engine, "checkin", lambda *_: in_use.set(checked_out() - 1))
-        yield
-
-    def require_token(request: Request) -> None:
-        if settings.metrics_token is None:
-            return
-        expected = settings.metrics_token.get_secret_value().encode()
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected):
-            raise AuthenticationFailed("/metrics needs the metrics bearer token.")
-
-    router = APIRouter(lifespan=lifespan, include_in_schema=False)
-
-    # A plain def, run in a thread: reading the workers' files never blocks the event loop.
-    @router.get(METRICS_PATH, dependencies=[Depends(require_token)])
-    def metrics() -> Response:
-        source, directory = registry, os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        if directory:
-            # Drop crashed workers' live gauges: uvicorn has no hook to call this from.
-            for match in filter(None, map(_LIVE_GAUGE_FILE.match, os.listdir(directory))):
-                try:
-                    os.kill(pid := int(match.group(1)), 0)
-                except ProcessLookupError:
-                    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
-                except PermissionError:
-                    pass  # alive, under another user
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source, directory)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
-
-    return router
-
-
 class RequestMetrics:
-    """Counts and times every request but the scrapes; an unknown path is handler "none", so
-    that scanners cannot multiply the series."""
+    """Counts and times every request but scrapes; an unknown path's handler is "none"."""
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
@@ -105,8 +46,7 @@ class RequestMetrics:
 
         async def send_status(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            status = message.get("status", status)  # set by "http.response.start" only
             await send(message)
 
         try:
@@ -132,4 +72,52 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     # A registry per app, so that apps built side by side (tests) count separately.
     registry = CollectorRegistry()
     app.add_middleware(RequestMetrics, registry=registry)
-    app.include_router(_metrics_router(settings, registry))
+    # This worker's connections; "livesum": /metrics shows the sum over the live workers.
+    gauge: dict[str, Any] = {"registry": registry, "multiprocess_mode": "livesum"}
+    in_use = Gauge(
+        "db_pool_connections_in_use", "Database connections checked out of the pool.", **gauge
+    )
+    capacity = Gauge(
+        "db_pool_connections_capacity",
+        "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
+        **gauge,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database: Database = app.state.database  # opened by the app's lifespan, which runs first
+        # The pool's own count, not one kept here: a checkin without a checkout (a failed
+        # reconnect) cannot leave it off for good. "checkin" fires before the connection is back.
+        checked_out = database.engine.pool.checkedout  # type: ignore[attr-defined]
+        capacity.set(database.pool_status()["capacity"])
+        in_use.set(checked_out())
+        engine = database.engine.sync_engine
+        event.listen(engine, "checkout", lambda *_: in_use.set(checked_out()))
+        event.listen(engine, "checkin", lambda *_: in_use.set(checked_out() - 1))
+        yield
+
+    router = APIRouter(lifespan=lifespan, include_in_schema=False)
+
+    # A plain def, run in a thread: reading the workers' files never blocks the event loop.
+    @router.get(METRICS_PATH)
+    def metrics(request: Request) -> Response:
+        if (token := settings.metrics_token) is not None:
+            expected = token.get_secret_value().encode()
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected):
+                raise AuthenticationFailed("/metrics needs the metrics bearer token.")
+        source, directory = registry, os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:
+            # Drop crashed workers' live gauges: uvicorn has no hook to call this from.
+            for match in filter(None, map(_LIVE_GAUGE_FILE.match, os.listdir(directory))):
+                try:
+                    os.kill(pid := int(match.group(1)), 0)
+                except ProcessLookupError:
+                    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+                except PermissionError:
+                    pass  # alive, under another user
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source, directory)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(router)

@@ -31,50 +31,41 @@ DOCS_CSP = (
 
 def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
     """The headers every response gets unless its handler set them, encoded once."""
-    return tuple(
-        (name.encode(), value.encode())
-        for name, value in (
-            ("x-content-type-options", "nosniff"),
-            ("x-frame-options", "DENY"),
-            ("referrer-policy", "no-referrer"),
-            ("content-security-policy", csp),
-            ("cache-control", "no-store"),
-        )
-    )
+    headers = {
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+        "content-security-policy": csp,
+        "cache-control": "no-store",
+    }
+    return tuple((name.encode(), value.encode()) for name, value in headers.items())
 
 
 API_HEADERS, DOCS_HEADERS = _security_headers(API_CSP), _security_headers(DOCS_CSP)
 
 
 def route_template(scope: Scope) -> str | None:
-    """The template of the route that served a request (`/api/v1/heroes/{id}`); a mounted
-    app's routes (the admin's) with their mount's prefix."""
-    path: str | None = getattr(scope.get("route"), "path", None)
-    if path is None:
-        return None
+    """The route that served a request (`/api/v1/heroes/{id}`), a mounted app's under its mount."""
+    path = getattr(scope.get("route"), "path", None)
     mount: str = scope.get("root_path", "").removeprefix(scope.get("app_root_path", ""))
-    return mount + path
+    return None if path is None else mount + path
 
 
 class RequestContextMiddleware:
-    """Gives every request an id (the client's `X-Request-ID` or a new one, echoed back),
-    sets security headers on every response, writes one log line per request, and turns
-    anything unhandled into a problem+json 500 without a traceback in the body."""
+    """An id for every request (the client's `X-Request-ID` or a new one, echoed back), security
+    headers, a log line each, and anything unhandled as a problem+json 500, no traceback."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         # Not a secret, only a label: random bits without a system call per request.
         request_id = given if _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
-        started, sent = time.perf_counter(), None
-        token = current_request_id.set(request_id)
-        docs = scope["path"].startswith(("/docs", "/redoc"))
-        defaults = DOCS_HEADERS if docs else API_HEADERS
+        started, sent, token = time.perf_counter(), None, current_request_id.set(request_id)
+        defaults = DOCS_HEADERS if scope["path"].startswith(("/docs", "/redoc")) else API_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             nonlocal sent
@@ -83,8 +74,7 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
-                headers.extend(pair for pair in defaults if pair[0] not in present)
-                message["headers"] = headers
+                message["headers"] = headers + [pair for pair in defaults if pair[0] not in present]
             await send(message)
 
         try:
@@ -108,32 +98,27 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 for a body over the limit: at once when `Content-Length` says so, otherwise as
-    soon as the streamed body passes it, so an oversized body is never buffered whole."""
+    """413 as soon as `Content-Length` or the streamed body passes the limit: never buffered."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+        self.app, self.max_bytes = app, max_bytes
         self.detail = f"The request body is over {max_bytes} bytes."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                too_large = problem_response(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
-                await too_large(scope, receive, send)
-                return
+            return await self.app(scope, receive, send)
+        declared = (int(v) for k, v in scope["headers"] if k == b"content-length" and v.isdigit())
+        if any(length > self.max_bytes for length in declared):
+            too_large = problem_response(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
+            return await too_large(scope, receive, send)
         received = 0
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
+            received += len(message.get("body", b""))  # none in a disconnect
+            if received > self.max_bytes:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, self.detail)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -147,11 +132,7 @@ class ProblemCORSMiddleware(CORSMiddleware):
         if response.status_code != status.HTTP_400_BAD_REQUEST:
             return response
         refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
-        headers = {
-            name: value
-            for name, value in response.headers.items()
-            if name not in ("content-type", "content-length")
-        }
+        headers = {k: v for k, v in response.headers.items() if not k.startswith("content-")}
         detail = f"Cross-origin request refused; not allowed here: {refused}."
         return problem_response(status.HTTP_400_BAD_REQUEST, detail, headers)
 
@@ -165,17 +146,13 @@ class HeadMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
 
         async def send_headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                message = {**message, "body": b""}
-            await send(message)
+            is_body = message["type"] == "http.response.body"
+            await send({**message, "body": b""} if is_body else message)
 
-        # A copy: the server reads the method from its own scope to know that this response
-        # has no body. What the router records in the copy (the route) is copied back for
-        # the access log and the metrics around this middleware.
+        # A copy: the server, reading HEAD in its own, sends no body; the route is copied back.
         as_get = {**scope, "method": "GET"}
         try:
             await self.app(as_get, receive, send_headers_only)
