@@ -1,13 +1,18 @@
-"""What the admin's forms share: the API's own validation, and pickers that say what they offer."""
+"""What the admin's forms and filters share: refusals as messages, named pickers, ids as UUIDs."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from fastapi import HTTPException, status
+from pydantic import ValidationError
+from sqladmin.filters import ForeignKeyFilter
 from sqladmin.forms import ModelConverter
 from sqlalchemy.orm import RelationshipProperty
 from sqlmodel import col, select
 
+from project.errors import PreconditionFailed, ProblemError
 from project.models import User
 from project.web.problems import error_message
 
@@ -16,18 +21,21 @@ GONE = "This no longer exists: someone deleted it since you opened it."
 FormData = dict[str, Any]  # a submitted form, as sqladmin hands it to a view
 
 
-def validated(model: type[BaseModel], data: FormData) -> Any:
-    """`data` as the API's request model takes it, or a message that names each refused field."""
+@contextmanager
+def refusals() -> Iterator[None]:
+    """A request model's or a service's refusal as a ValueError, whose text sqladmin shows."""
     try:
-        return model.model_validate(data)
+        yield
     except ValidationError as exc:
         problems = (f"{'.'.join(map(str, e['loc']))}: {error_message(e)}" for e in exc.errors())
         raise ValueError("; ".join(problems)) from None
+    except ProblemError as exc:
+        message = exc.errors[0].msg if exc.errors else exc.detail
+        raise ValueError(STALE if isinstance(exc, PreconditionFailed) else message) from None
 
 
 class ChoicesConverter(ModelConverter):
-    """Pickers that name what they offer: an owner by email, a hero's team or power by its name
-    and its owner's email (sqladmin would show `str(row)`)."""
+    """Owners by email, teams and powers by name and owner, where sqladmin shows `str(row)`."""
 
     async def convert(self, *args: Any, **kwargs: Any) -> Any:
         prop, sessions = kwargs["prop"], kwargs["session_maker"]  # sqladmin passes keywords
@@ -38,12 +46,21 @@ class ChoicesConverter(ModelConverter):
             kwargs["field_args"] = {**kwargs["field_args"], "choices": choices, "coerce": uuid.UUID}
         elif isinstance(prop, RelationshipProperty):
             target = prop.mapper.class_
-            stmt = (
-                select(col(target.id), col(target.name), col(User.email))
-                .join(User, col(User.id) == target.owner_id)
-                .order_by(col(User.email), col(target.name_key))
-            )
+            stmt = select(col(target.id), col(target.name), col(User.email))
+            stmt = stmt.join(User, col(User.id) == target.owner_id)
+            stmt = stmt.order_by(col(User.email), col(target.name_key))
             async with sessions() as session:
                 data = [(str(i), f"{n} · {e}") for i, n, e in await session.execute(stmt)]
             kwargs["field_args"] = {**kwargs["field_args"], "data": data}
         return await super().convert(*args, **kwargs)
+
+
+class UUIDForeignKeyFilter(ForeignKeyFilter):
+    """sqladmin filters by the query string's text; a UUID column wants a UUID."""
+
+    async def get_filtered_query(self, query: Any, value: Any, model: Any) -> Any:
+        try:
+            value = value if value == "__all" else uuid.UUID(value)  # "__all": the filter's "All"
+        except ValueError:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "Not an id.") from None
+        return await super().get_filtered_query(query, value, model)

@@ -1,13 +1,24 @@
-"""Cross-site requests are refused on headers browsers set and pages cannot, as Go's
-`CrossOriginProtection` does: unlike a token, this needs no change to sqladmin's pages."""
+"""Who may use the admin: active superusers, each sign-in a login session through the API's checks;
+and never another site's pages, told by headers only browsers set (Go's `CrossOriginProtection`)."""
 
+import hashlib
+import uuid
 from urllib.parse import urlsplit
 
-from fastapi import status
-from starlette.datastructures import Headers, MutableHeaders
+from fastapi import Request, status
+from pydantic import ValidationError
+from sqladmin.authentication import AuthenticationBackend
+from sqlmodel import col, select, true
+from starlette.datastructures import Headers, MutableHeaders, State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from project.auth.credentials import LoginForm, check_credentials
+from project.auth.sessions import end_session, live_session
+from project.config import Settings
+from project.errors import AuthenticationFailed
+from project.models import AuthSession, User, utcnow
 from project.web.problems import problem_response
+from project.web.routing import client_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_SITE = "Cross-site requests to the admin are refused."
@@ -18,6 +29,72 @@ ADMIN_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 ADMIN_HEADERS = {"Content-Security-Policy": ADMIN_CSP, "Referrer-Policy": "same-origin"}
+
+
+def signed_in(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The (user id, login session id) the admin cookie names, if it names any."""
+    try:
+        return uuid.UUID(request.session["user_id"]), uuid.UUID(request.session["sid"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _superuser(user: User) -> bool:
+    return user.is_active and user.is_superuser
+
+
+class AdminAuth(AuthenticationBackend):
+    def __init__(self, state: State, settings: Settings, path: str) -> None:
+        # The cookie's key is derived from SECRET_KEY, so it is never the key that signs JWTs.
+        secret = settings.secret_key.get_secret_value().encode()
+        super().__init__(
+            secret_key=hashlib.sha256(b"heroes-admin-session\x00" + secret).hexdigest(),
+            session_cookie="admin_session",
+            max_age=settings.admin_session_hours * 3600,
+            path=path,
+            same_site="strict",
+            https_only=settings.environment == "production",  # HttpOnly always (Starlette's)
+        )
+        self.state, self.settings = state, settings
+
+    async def login(self, request: Request) -> bool:
+        """As `POST /api/v1/auth/login`; anyone but an active superuser fails alike."""
+        form = await request.form()
+        hasher, settings, client = self.state.hasher, self.settings, client_address(request)
+        try:
+            login = LoginForm.model_validate({k: form.get(k) for k in ("username", "password")})
+            async with self.state.database.session(write=True) as session:
+                user = await check_credentials(
+                    session, hasher, settings, login.username, login.password, client, _superuser
+                )
+                session.add(signed := AuthSession(user_id=user.id))
+                await session.commit()
+        except (ValidationError, AuthenticationFailed):
+            return False
+        request.session.clear()  # a new sign-in never inherits an older cookie's contents
+        request.session.update({"user_id": str(user.id), "sid": str(signed.id)})
+        return True
+
+    async def authenticate(self, request: Request) -> bool:
+        if (ids := signed_in(request)) is None:
+            return False
+        fresh = col(AuthSession.created_at) > utcnow() - self.settings.admin_session_lifetime
+        stmt = select(col(AuthSession.id)).join(User, true()).where(live_session(ids[1], ids[0]))
+        async with self.state.database.session() as session:
+            live = await session.scalar(stmt.where(fresh, col(User.is_superuser).is_(True)))
+        if live is None:
+            request.session.clear()
+        return live is not None
+
+    async def logout(self, request: Request) -> bool:
+        """End the login session itself, so a copy of the cookie stops working too."""
+        ids = signed_in(request)
+        request.session.clear()
+        if ids is not None:
+            async with self.state.database.session(write=True) as session:
+                await end_session(session, ids[1])
+                await session.commit()
+        return False  # sqladmin then shows the login page
 
 
 def is_cross_site(method: str, headers: Headers) -> bool:
@@ -32,22 +109,19 @@ def is_cross_site(method: str, headers: Headers) -> bool:
     return urlsplit(origin).netloc != headers.get("host")  # "null" never matches
 
 
-class AdminGuard:
+def admin_guard(app: ASGIApp) -> ASGIApp:
     """Refuses cross-site requests, and sets headers the service's own defaults then leave be."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message).update(ADMIN_HEADERS)
             await send(message)
 
-        app = self.app
-        if is_cross_site(scope["method"], Headers(scope=scope)):
-            app = problem_response(status.HTTP_403_FORBIDDEN, CROSS_SITE)
-        await app(scope, receive, send_with_headers)
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        refused = is_cross_site(scope["method"], Headers(scope=scope))
+        answer = problem_response(status.HTTP_403_FORBIDDEN, CROSS_SITE) if refused else app
+        await answer(scope, receive, send_with_headers)
+
+    return guarded
