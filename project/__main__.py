@@ -1,8 +1,5 @@
-"""The command line (`python -m project --help`). A superuser's password is read from
-FIRST_SUPERUSER_PASSWORD or prompted for, never an argument (it would land in the shell history
-and the process list). prune-sessions is for a daily cron job. scripts/start.sh runs
-check-settings first, so that a bad setting stops the start instead of every worker failing,
-again and again, as the server replaces it."""
+"""The command line (`python -m project --help`): a superuser's password comes from the environment
+or a prompt, never an argument. Run prune-sessions daily; start.sh runs check-settings first."""
 
 import argparse
 import asyncio
@@ -16,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 from project.auth import sessions, throttle
-from project.auth.passwords import PasswordHasher
+from project.auth.credentials import PasswordHasher
 from project.config import get_settings
 from project.database import Database, migrate
 from project.models import User, UserCreate
@@ -25,7 +22,6 @@ from project.text import canonical_email
 
 
 async def _run(command: str, email: str, password: str) -> str:
-    """Carry out a command on the database; what to say it did."""
     settings = get_settings()
     if settings.migrate_at_startup:
         await migrate(settings.database_url)
@@ -48,9 +44,8 @@ async def _run(command: str, email: str, password: str) -> str:
                 ended, tokens = await sessions.prune(session, settings.admin_session_lifetime)
                 done = f"Deleted {ended} ended sessions and {tokens} more expired refresh tokens."
             else:
-                done = (
-                    f"Forgot {await throttle.unlock(session, email)} sign-in attempts for {email}."
-                )
+                forgot = await throttle.unlock(session, email)
+                done = f"Forgot {forgot} sign-in attempts for {email}."
             await session.commit()
             return done
     finally:
@@ -63,32 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     create = add("create-superuser", help="create a superuser unless the email exists")
     create.add_argument("--email", default=os.environ.get("FIRST_SUPERUSER_EMAIL"))
     add("prune-sessions", help="delete ended login sessions and expired refresh tokens")
-    unlock = add(
+    add(
         "unlock-sign-in", help="forget an email's failed sign-ins, ending its lock at once"
-    )
-    unlock.add_argument("--email", required=True)
+    ).add_argument("--email", required=True)
     add("check-settings", help="check the settings and say what is wrong")
     args = parser.parse_args(argv)
 
     if args.command == "check-settings":
         try:
-            settings = get_settings()
+            print(f"Settings are valid ({get_settings().environment}).")
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 where = ".".join(map(str, error["loc"])).upper()
                 for line in error["msg"].removeprefix("Value error, ").splitlines():
                     print(f"{where + ': ' if where else ''}{line}", file=sys.stderr)
             return 2
-        print(f"Settings are valid ({settings.environment}).")
-    # Run without the service's environment, a command would otherwise quietly use the
-    # development SQLite file.
+    # A command run without the service's environment would quietly use a development database.
     print(f"Database: {make_url(get_settings().database_url).render_as_string(hide_password=True)}")
     if args.command == "check-settings":
         return 0
-    email, password = "", ""
-    if args.command == "unlock-sign-in":
-        email = canonical_email(args.email)
-    elif args.command == "create-superuser":
+    email, password = canonical_email(getattr(args, "email", None) or ""), ""
+    if args.command == "create-superuser":
         if not args.email:
             parser.error("--email (or FIRST_SUPERUSER_EMAIL) is required")
         password = os.environ.get("FIRST_SUPERUSER_PASSWORD", "")

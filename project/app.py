@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from project import api
 from project.admin import install_admin
-from project.auth.passwords import PasswordHasher
-from project.auth.tokens import TokenCodec
+from project.auth.credentials import PasswordHasher
+from project.auth.sessions import TokenCodec
 from project.config import Settings, get_settings
 from project.data.paging import Pager
 from project.database import Database, migrate

@@ -1,7 +1,7 @@
 """The async engine, the session factory and the per-request session dependency."""
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from typing import Any, cast
 
 import anyio
@@ -10,12 +10,8 @@ from alembic.config import Config as AlembicConfig
 from fastapi import Request
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio.engine import create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
 from project.config import Settings
@@ -30,7 +26,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 def create_engine(settings: Settings, writers: WriterQueue | None = None) -> AsyncEngine:
     """The engine for `settings`; on SQLite its writers take turns on `writers` (or their own)."""
-    url, timeout = settings.database_url, settings.db_statement_timeout
+    timeout, busy = settings.db_statement_timeout, settings.sqlite_busy_timeout
     options: dict[str, Any] = {
         "poolclass": FairQueuePool,
         "pool_size": settings.db_pool_size,
@@ -38,41 +34,37 @@ def create_engine(settings: Settings, writers: WriterQueue | None = None) -> Asy
         "pool_timeout": settings.db_pool_timeout,
         "hide_parameters": True,  # they include emails and password hashes; errors are logged
     }
+    if settings.is_sqlite:  # no reset on return: see `_on_reset` in project/db/sqlite.py
+        options |= {"connect_args": {"timeout": busy}, "pool_reset_on_return": None}
+    else:
+        options["pool_recycle"] = settings.db_pool_recycle
+        options["connect_args"] = {
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": timeout + 1,
+            "server_settings": {
+                "application_name": "heroes-api",
+                "statement_timeout": str(int(timeout * 1000)),
+                "idle_in_transaction_session_timeout": str(int(timeout * 3000)),
+            },
+        }
+    engine = create_async_engine(settings.database_url, **options)
     if settings.is_sqlite:
-        busy = settings.sqlite_busy_timeout
-        # No reset on return: see `_on_reset` in project/db/sqlite.py.
-        engine = create_async_engine(
-            url, **options, connect_args={"timeout": busy}, pool_reset_on_return=None
-        )
         configure_sqlite(engine, busy, writers or WriterQueue(busy))
-        return engine
-    server = {
-        "application_name": "heroes-api",
-        "statement_timeout": str(int(timeout * 1000)),
-        "idle_in_transaction_session_timeout": str(int(timeout * 3000)),
-    }
-    connect = {"timeout": settings.db_connect_timeout, "command_timeout": timeout + 1}
-    engine = create_async_engine(
-        url,
-        **options,
-        pool_recycle=settings.db_pool_recycle,
-        connect_args={**connect, "server_settings": server},
-    )
-    if settings.db_pool_pre_ping:
+    elif settings.db_pool_pre_ping:
         event.listen(engine.sync_engine, "checkout", ping)
     return engine
 
 
 class Database:
-    """The engine of this process and the session factories bound to it."""
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._writers = WriterQueue(settings.sqlite_busy_timeout) if settings.is_sqlite else None
-        self.engine = create_engine(settings, self._writers)
+        writers = WriterQueue(settings.sqlite_busy_timeout) if settings.is_sqlite else None
+        self.engine = create_engine(settings, writers)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        writer = self.engine.execution_options(**{SQLITE_WRITE: True}) if self._writers else None
+        writer = self.engine.execution_options(**{SQLITE_WRITE: True}) if writers else None
         self.write_sessions = async_sessionmaker(writer or self.engine, expire_on_commit=False)
+        # Around a write outside a session: on SQLite, this process's turn to write.
+        self.write_turn = writers.turn if writers else nullcontext
 
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()
@@ -80,10 +72,6 @@ class Database:
     def driver(self, idempotent: bool = False) -> Driver:
         """A connection of its own for statements on the driver, taken on first use."""
         return Driver(self.engine, idempotent=idempotent, turn=self.write_turn)
-
-    def write_turn(self) -> AbstractAsyncContextManager[None]:
-        """Around a write outside a session: on SQLite, this process's turn to write."""
-        return nullcontext() if self._writers is None else self._writers.turn()
 
     def pool_status(self) -> dict[str, int]:
         size = self.settings.db_pool_size + self.settings.db_max_overflow
@@ -105,25 +93,22 @@ def get_database(request: Request) -> Database:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request, which handlers commit: code after this `yield` runs after the
-    response is sent. The route closes it earlier (see `release`)."""
+    """One session per request, which handlers commit (code after `yield` follows the response)."""
     async with get_database(request).session(write=request.method in WRITE_METHODS) as session:
         request.state.db_session = session
         yield session
 
 
 async def release(request: Request) -> None:
-    """Hand the request's connections back before the response is sent: a slow client must
-    not hold a connection, nor leave one idle in a transaction."""
+    """Hand the request's connections back before the response: a slow client must hold none."""
     if (session := getattr(request.state, "db_session", None)) is not None:
         await session.close()
     if (driver := getattr(request.state, "db_driver", None)) is not None:
         await driver.release()
 
 
-async def flush(session: AsyncSession, conflict: str = CONFLICT) -> None:
-    """Write what the session holds: a unique clash (the database's own check, so racing
-    requests cannot both pass) is a 409, a lost version race a 412."""
+async def commit(session: AsyncSession, conflict: str = CONFLICT, flush_only: bool = False) -> None:
+    """Flush, commit unless `flush_only`: a unique clash is a 409, a lost version race a 412."""
     try:
         await session.flush()
     except (IntegrityError, StaleDataError) as exc:
@@ -131,9 +116,5 @@ async def flush(session: AsyncSession, conflict: str = CONFLICT) -> None:
         if isinstance(exc, StaleDataError):
             raise PreconditionFailed() from exc
         raise integrity_problem(exc, conflict) from exc
-
-
-async def commit(session: AsyncSession, conflict: str = CONFLICT) -> None:
-    """`flush`, then commit."""
-    await flush(session, conflict)
-    await session.commit()
+    if not flush_only:
+        await session.commit()

@@ -1,6 +1,6 @@
 """The errors domain code raises; `project.web.problems` turns them into problem+json."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi import status
 from pydantic import BaseModel
@@ -27,8 +27,7 @@ class ProblemError(Exception):
         super().__init__(self.detail)
 
 
-class BadRequest(ProblemError):
-    pass
+class BadRequest(ProblemError): ...
 
 
 class AuthenticationFailed(ProblemError):
@@ -91,28 +90,22 @@ class InvalidField(ProblemError):
 
 FOREIGN_KEY_VIOLATION = "23503"
 # A broken foreign key (`fk_<table>_<column>_<referred table>`): a row deleted meanwhile.
-_GONE_MEANWHILE: dict[str, Callable[[], ProblemError]] = {
-    "fk_heroes_team_id_teams": lambda: InvalidField(
-        ["body", "team_id"], "The team was just deleted."
-    ),
-    "fk_hero_powers_power_id_powers": lambda: InvalidField(
-        ["body", "power_ids"], "A power was just deleted."
-    ),
-    "fk_hero_powers_hero_id_heroes": lambda: NotFound("hero"),
+_GONE_MEANWHILE = {
+    "fk_heroes_team_id_teams": ("team_id", "The team was just deleted."),
+    "fk_hero_powers_power_id_powers": ("power_ids", "A power was just deleted."),
 }
-_OWNER_GONE = "_users"  # every table's key to users names its owner: the caller
 
 
 def integrity_problem(exc: IntegrityError, conflict: str = CONFLICT) -> ProblemError:
-    """A refused write: a unique clash is a 409 saying `conflict`; a referred row deleted
-    meanwhile (on PostgreSQL) is what its absence would have been a moment later."""
-    # The driver's own error, and (asyncpg through SQLAlchemy's adapter) the one it wraps.
+    """A refused write: a unique clash (a 409 saying `conflict`), or a row deleted meanwhile."""
+    # The driver's error and the one it wraps (asyncpg's, via SQLAlchemy); SQLite's name no key.
     errors = (exc.orig, getattr(exc.orig, "__cause__", None))
-    if "FOREIGN KEY constraint failed" in str(exc.orig):  # SQLite, which names no key
-        return Conflict(CONFLICT)
     if FOREIGN_KEY_VIOLATION not in (getattr(error, "sqlstate", None) for error in errors):
-        return Conflict(conflict)
+        return Conflict(CONFLICT if "FOREIGN KEY constraint failed" in str(exc.orig) else conflict)
     name = next(filter(None, (str(getattr(e, "constraint_name", None) or "") for e in errors)), "")
     if name in _GONE_MEANWHILE:
-        return _GONE_MEANWHILE[name]()
-    return AuthenticationFailed(ACCOUNT_GONE) if name.endswith(_OWNER_GONE) else Conflict(CONFLICT)
+        return InvalidField(["body", _GONE_MEANWHILE[name][0]], _GONE_MEANWHILE[name][1])
+    if name == "fk_hero_powers_hero_id_heroes":
+        return NotFound("hero")
+    # Every table's key to users names its owner: the caller.
+    return AuthenticationFailed(ACCOUNT_GONE) if name.endswith("_users") else Conflict(CONFLICT)

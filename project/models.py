@@ -1,9 +1,6 @@
-"""Every SQLModel class: the tables and, beside each, the shapes the API reads and returns.
-
-One family per resource (SQLModel's own pattern): `XBase` holds the shared fields, `X` is the
-table, `XCreate` / `XUpdate` are request bodies, `XPublic` is what clients see. Private
-columns (a password hash, a case-folded name key) live only on the table class.
-"""
+"""Every SQLModel class, one family per resource: `XBase` the shared fields, `X` the table,
+`XCreate` / `XUpdate` the request bodies, `XPublic` what clients see. A private column (a
+password hash, a name's key) lives only on the table, so no response can carry it."""
 
 import uuid
 from datetime import UTC, datetime
@@ -68,10 +65,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def _sort_key(length: int) -> String:
-    """A string a list sorts on, ordered by code point on every database, as SQLite always
-    orders: PostgreSQL's default collation follows the cluster's locale (`en_US` ignores
-    blanks and punctuation), so a page would come in another order in production than in
-    development, and on one cluster than on another."""
+    """A string lists sort on, by code point on every database as on SQLite: PostgreSQL's
+    default collation follows the cluster's locale (`en_US` ignores blanks, punctuation)."""
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
@@ -103,8 +98,7 @@ class RequestBody(SQLModel):
 
 
 class Timestamped(SQLModel):
-    """What every response about a row carries. Its fields with defaults are sent all the
-    same (null when empty), so the API's schema lists every field as required."""
+    """What every response about a row carries; every field is sent (null when empty)."""
 
     model_config = SQLModelConfig(json_schema_serialization_defaults_required=True)
 
@@ -170,9 +164,6 @@ def _born_unchanged(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         target.updated_at = target.created_at
 
 
-# --- users -------------------------------------------------------------------------------
-
-
 class UserBase(SQLModel):
     email: Email = Field(max_length=254)
     full_name: str | None = _text(default=None)
@@ -234,9 +225,6 @@ class UserPublic(UserBase, Timestamped):
     is_superuser: bool
 
 
-# --- teams -------------------------------------------------------------------------------
-
-
 class TeamBase(SQLModel):
     name: Name = _text(pattern=NOT_BLANK)
     headquarters: str = _text()
@@ -273,9 +261,6 @@ class TeamPublic(TeamBase, Timestamped):
 
 class TeamDetail(TeamPublic):
     heroes_count: int
-
-
-# --- powers ------------------------------------------------------------------------------
 
 
 class PowerBase(SQLModel):
@@ -319,8 +304,6 @@ class PowerPublic(PowerBase, Timestamped):
     owner_id: uuid.UUID
     version: int
 
-
-# --- heroes ------------------------------------------------------------------------------
 
 AGE_MAX = 10_000
 
@@ -395,9 +378,6 @@ class HeroPublic(HeroBase, Timestamped):
     powers: list[PowerPublic]
 
 
-# --- sessions and login throttling --------------------------------------------------------
-
-
 class AuthSession(Row, table=True):
     """One login: every token pair that refreshing it produces shares this row."""
 
@@ -444,9 +424,6 @@ class RefreshRequest(RequestBody):
     model_config = _example({"refresh_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."})
 
     refresh_token: str = _text(4096)
-
-
-# --- health ------------------------------------------------------------------------------
 
 
 class Liveness(SQLModel):

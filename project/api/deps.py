@@ -8,13 +8,13 @@ from fastapi import Depends, Path, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from project.auth.passwords import PasswordHasher
-from project.auth.tokens import Caller, TokenCodec
+from project.auth.credentials import PasswordHasher
+from project.auth.sessions import Caller, TokenCodec
 from project.config import Settings
 from project.data.rows import Rows, read_row
 from project.data.views import View
 from project.data.writes import lock
-from project.database import commit, flush, get_database, get_session
+from project.database import commit, get_database, get_session
 from project.db.driver import Driver
 from project.errors import (
     ACCOUNT_GONE,
@@ -107,7 +107,7 @@ class Edit(Generic[M]):
 
     async def _commit(self, flush_only: bool = False) -> None:
         try:
-            await (flush if flush_only else commit)(self.session, self.view.conflict)
+            await commit(self.session, self.view.conflict, flush_only=flush_only)
         except PreconditionFailed:
             if self.view.versioned:
                 raise

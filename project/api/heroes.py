@@ -9,7 +9,7 @@ from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
 from project.models import Hero, HeroCreate, HeroPublic, HeroUpdate
 from project.services import heroes
-from project.web.docs import changed, created, fetched, problems
+from project.web.docs import changed, created, deleted, fetched, problems
 from project.web.routing import api_router, created_response, json_body, read_response
 
 router = api_router("/heroes", ["heroes"], status.HTTP_401_UNAUTHORIZED)
@@ -49,11 +49,7 @@ async def update_hero(body: HeroUpdate, hero: OwnedHero) -> Response:
     return await hero.change(heroes.update, body)
 
 
-@router.delete(
-    "/{id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
-)
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=deleted())
 async def delete_hero(hero: OwnedHero) -> None:
     """Delete a hero. Honours `If-Match`."""
     await hero.delete(heroes.delete)

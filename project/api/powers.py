@@ -9,7 +9,7 @@ from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
 from project.models import Power, PowerCreate, PowerPublic, PowerUpdate
 from project.services import powers
-from project.web.docs import changed, created, fetched, problems
+from project.web.docs import changed, created, deleted, fetched, problems
 from project.web.routing import api_router, created_response, json_body, read_response
 
 router = api_router("/powers", ["powers"], status.HTTP_401_UNAUTHORIZED)
@@ -50,11 +50,7 @@ async def update_power(body: PowerUpdate, power: OwnedPower) -> Response:
     return await power.change(powers.update, body)
 
 
-@router.delete(
-    "/{id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
-)
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=deleted())
 async def delete_power(power: OwnedPower) -> None:
     """Delete a power; heroes that had it lose it. Honours `If-Match`."""
     await power.delete(powers.delete)

@@ -9,7 +9,7 @@ from project.api.deps import Edit, RowsDep, editing
 from project.data.paging import Page
 from project.models import HeroPublic, Team, TeamCreate, TeamDetail, TeamUpdate
 from project.services import heroes, teams
-from project.web.docs import changed, created, fetched, problems
+from project.web.docs import changed, created, deleted, fetched, problems
 from project.web.routing import api_router, created_response, json_body, read_response
 
 router = api_router("/teams", ["teams"], status.HTTP_401_UNAUTHORIZED)
@@ -50,11 +50,7 @@ async def update_team(body: TeamUpdate, team: OwnedTeam) -> Response:
     return await team.change(teams.update, body)
 
 
-@router.delete(
-    "/{id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED),
-)
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=deleted())
 async def delete_team(team: OwnedTeam) -> None:
     """Delete a team; its heroes stay, without a team. Honours `If-Match`."""
     await team.delete(teams.delete)

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Path, Query, Request, Response, status
 
 from project.api.deps import AnyUser, HasherDep, Me, RowsDep, SettingsDep
-from project.auth.credentials import verify_credentials
+from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
 from project.models import PasswordChange, UserPublic, UserUpdate, UserUpdateMe
@@ -17,6 +17,9 @@ from project.web.routing import api_router, client_address, json_body
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
 ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
+CHANGE_USER = problems(
+    status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND, status.HTTP_409_CONFLICT
+)
 
 
 @router.get("/me", response_model=UserPublic)
@@ -42,13 +45,14 @@ async def change_password(
     """Change the caller's password; every other session of the caller ends. Wrong current
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
     try:
-        await verify_credentials(
+        await check_credentials(
             me.session,
             hasher,
             settings,
             me.row.email,
             body.current_password,
             client_address(request),
+            sign_in=False,
         )
     except AuthenticationFailed:
         raise BadRequest("The current password is wrong.") from None
@@ -77,22 +81,14 @@ async def read_user(id: UserId, rows: RowsDep) -> Response:
     return json_body(await rows.one(users.VIEW, id, superuser=True))
 
 
-@router.patch(
-    "/{id}",
-    response_model=UserPublic,
-    responses={**ONE_USER, **problems(status.HTTP_409_CONFLICT)},
-)
+@router.patch("/{id}", response_model=UserPublic, responses=CHANGE_USER)
 async def update_user(body: UserUpdate, user: AnyUser) -> Response:
     """Change an account (superusers only). Deactivating it or taking its superuser rights
     ends all its sessions at once."""
     return await user.change(users.update, body)
 
 
-@router.delete(
-    "/{id}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses={**ONE_USER, **problems(status.HTTP_409_CONFLICT)},
-)
+@router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_USER)
 async def delete_user(user: AnyUser) -> None:
     """Delete an account and everything it owns (superusers only)."""
     await user.delete(users.delete)

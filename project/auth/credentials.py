@@ -1,9 +1,14 @@
-"""Signing in: checking an email and password, through login throttling."""
+"""Signing in: passwords hashed (argon2id, off the event loop) and checked, through throttling."""
 
+import asyncio
 import contextlib
+import secrets
+import unicodedata
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
+import anyio
+from passlib.context import CryptContext
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 from sqlalchemy import select
@@ -12,13 +17,49 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project.auth import sessions, throttle
-from project.auth.passwords import PasswordHasher
 from project.config import Settings
 from project.errors import AuthenticationFailed, ServiceUnavailable
 from project.models import PASSWORD_MAX, User
 from project.text import NO_NUL, canonical_email
 
-BAD_CREDENTIALS = "Incorrect email or password."
+
+class PasswordHasher:
+    """Few hashes at once (memory, CPU); new passwords never take the last slot, sign-ins may."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._context = CryptContext(
+            schemes=["argon2"],
+            argon2__type="ID",
+            argon2__memory_cost=settings.argon2_memory_kib,
+            argon2__time_cost=settings.argon2_time_cost,
+            argon2__parallelism=1,
+        )
+        n = settings.password_hash_concurrency
+        self._slots = asyncio.Semaphore(n)
+        self._shares = {"verify": asyncio.Semaphore(n), "hash": asyncio.Semaphore(max(1, n - 1))}
+        self._queue_limit = settings.password_hash_queue
+        self._queued = dict.fromkeys(self._shares, 0)
+        # Verified against when no account has the email, so both paths cost the same.
+        self._dummy_hash = self._context.hash(secrets.token_urlsafe(24))
+
+    async def _run(self, line: str, func: Any, password: str, *args: Any) -> Any:
+        if self._queued[line] >= self._queue_limit:
+            raise ServiceUnavailable("Too many password checks in progress; retry shortly.", 2)
+        # NFKC (NIST SP 800-63B): the same password typed elsewhere is the same password.
+        password = unicodedata.normalize("NFKC", password)
+        self._queued[line] += 1
+        try:
+            async with self._shares[line], self._slots:
+                return await anyio.to_thread.run_sync(func, password, *args)
+        finally:
+            self._queued[line] -= 1
+
+    async def hash(self, password: str) -> str:
+        return str(await self._run("hash", self._context.hash, password))
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        ok = await self._run("verify", self._context.verify, password, hashed or self._dummy_hash)
+        return bool(ok) and hashed is not None
 
 
 def _string_or_absent(schema: JsonDict) -> None:
@@ -42,7 +83,7 @@ class LoginForm(BaseModel):
     client_secret: str | None = Field(None, max_length=255, json_schema_extra=_string_or_absent)
 
 
-async def verify_credentials(
+async def check_credentials(
     session: AsyncSession,
     hasher: PasswordHasher,
     settings: Settings,
@@ -50,9 +91,9 @@ async def verify_credentials(
     password: str,
     client: str,
     allowed: Callable[[User], bool] = lambda user: user.is_active,
+    sign_in: bool = True,
 ) -> User:
-    """The user these credentials belong to, through login throttling (429). An unknown email,
-    a wrong password and a user not `allowed` fail alike (401), each as a failed attempt."""
+    """The credentials' user, through login throttling; a bad email, password or user: 401 alike."""
     email = canonical_email(email)
     # As many as can be hashed at once, and never more than could all fail.
     width = min(settings.password_hash_concurrency, settings.login_max_failures_per_email)
@@ -63,33 +104,18 @@ async def verify_credentials(
             await session.commit()  # hold no transaction, lock or connection while hashing
             verified = await hasher.verify(password, user.hashed_password if user else None)
         except (ServiceUnavailable, SQLAlchemyError):
-            # The password was never checked: no failed sign-in. (An attempt left behind by a
-            # failing database counts as failed once `IN_FLIGHT`, and ages out.)
+            # Never checked: no failure (one a failing database leaves behind ages out as failed).
             with contextlib.suppress(SQLAlchemyError):
                 await session.rollback()
                 await throttle.end_attempt(session, attempt)
             raise
         if not verified or user is None or not allowed(user):
             await throttle.end_attempt(session, attempt, failed=True)
-            raise AuthenticationFailed(BAD_CREDENTIALS)
+            raise AuthenticationFailed("Incorrect email or password.")
         await throttle.end_attempt(session, attempt)
-    return user
-
-
-async def check_credentials(
-    session: AsyncSession,
-    hasher: PasswordHasher,
-    settings: Settings,
-    email: str,
-    password: str,
-    client: str,
-    allowed: Callable[[User], bool] = lambda user: user.is_active,
-) -> User:
-    """`verify_credentials`, and what signing in also does: the user's dead sessions pruned,
-    a hash made with weaker ARGON2_* settings renewed (the caller commits)."""
-    user = await verify_credentials(session, hasher, settings, email, password, client, allowed)
-    await sessions.prune(session, settings.admin_session_lifetime, user.id)
-    if hasher.outdated(user.hashed_password):
-        user.hashed_password = await hasher.hash(password)
-        session.add(user)
+    if sign_in:
+        await sessions.prune(session, settings.admin_session_lifetime, user.id)
+        if hasher._context.needs_update(user.hashed_password):  # weaker than today's (no hashing)
+            user.hashed_password = await hasher.hash(password)
+            session.add(user)
     return user

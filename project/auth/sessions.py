@@ -1,18 +1,78 @@
-"""Login sessions: one per login, kept in the database so that every worker and machine
-sees a logout at once. Refresh tokens are single-use; the server keeps only their hashes."""
+"""Login sessions (in the database, so every worker sees a logout) and their JWTs (RFC 8725)."""
 
 import hashlib
+import time
 import uuid
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple
 
+import jwt
+from jwt.types import Options
 from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project.auth.tokens import TokenCodec
+from project.config import Settings
 from project.errors import AuthenticationFailed
 from project.models import AuthSession, RefreshToken, TokenPair, User, utcnow
+
+TokenKind = Literal["access", "refresh"]
+ALGORITHM = "HS256"
+REQUIRED: Options = {"require": ["exp", "iat", "sub", "jti", "iss", "aud", "sid", "type"]}
+
+
+class Caller(NamedTuple):
+    """What a well-signed, unexpired token says; `live_session` checks the rest."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    token_id: uuid.UUID
+    expires_at: datetime
+
+
+class TokenCodec:
+    """A pinned algorithm, every claim required, and a `type`: refresh and access never mix."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.secret_key.get_secret_value()
+        self._iss, self._aud = settings.jwt_issuer, settings.jwt_audience
+        self.lifetimes: dict[TokenKind, timedelta] = {
+            "access": timedelta(minutes=settings.access_token_minutes),
+            "refresh": timedelta(days=settings.refresh_token_days),
+        }
+        self.session_lifetime = timedelta(days=settings.session_max_days)
+        self._verified: dict[tuple[TokenKind, str], Caller] = {}
+
+    def encode(self, kind: TokenKind, login: AuthSession) -> tuple[str, Caller]:
+        """A token of this kind for a login session, which no token outlives."""
+        now = datetime.now(UTC)
+        expires = min(now + self.lifetimes[kind], login.created_at + self.session_lifetime)
+        claims = Caller(login.user_id, login.id, uuid.uuid4(), expires)
+        ids = {"sub": str(login.user_id), "sid": str(login.id), "jti": str(claims.token_id)}
+        payload = {"iss": self._iss, "aud": self._aud, **ids, "type": kind}
+        token = jwt.encode({**payload, "iat": now, "exp": expires}, self._key, algorithm=ALGORITHM)
+        return token, claims
+
+    def decode(self, token: str, kind: TokenKind) -> Caller:
+        """A valid token's claims, or 401; remembered once verified: only the clock changes that."""
+        found = self._verified.get((kind, token))
+        if found is not None and time.time() < found.expires_at.timestamp():
+            return found
+        try:
+            payload = jwt.decode(
+                token, self._key, [ALGORITHM], REQUIRED, audience=self._aud, issuer=self._iss
+            )
+            if payload["type"] != kind:
+                raise AuthenticationFailed(f"Expected a token of type {kind}.")
+            user, sid, jti = (uuid.UUID(payload[claim]) for claim in ("sub", "sid", "jti"))
+            claims = Caller(user, sid, jti, datetime.fromtimestamp(payload["exp"], UTC))
+        # OverflowError, OSError: an `exp` no date can hold (past year 9999).
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError, OverflowError, OSError) as e:
+            raise AuthenticationFailed() from e
+        if len(self._verified) >= 10_000:  # remembered per process
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[kind, token] = claims
+        return claims
 
 
 def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
@@ -26,35 +86,27 @@ def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
     )
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
     """The next token pair of a login session, which neither outlives."""
-    args = (login.user_id, login.id, login.created_at + tokens.session_lifetime)
-    access, access_claims = tokens.encode("access", *args)
-    refresh, claims = tokens.encode("refresh", *args)
-    hashed, ends = _digest(refresh), claims.expires_at
+    access, access_claims = tokens.encode("access", login)
+    refresh, claims = tokens.encode("refresh", login)
+    hashed, ends = hashlib.sha256(refresh.encode()).hexdigest(), claims.expires_at
     row = RefreshToken(id=claims.token_id, session_id=login.id, token_hash=hashed, expires_at=ends)
-    session.add(row)
+    session.add_all((login, row))
     seconds = (access_claims.expires_at - utcnow()).total_seconds()
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=max(0, round(seconds)))
 
 
 async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
     """Open a new login session and return its first token pair (the caller commits)."""
-    login = AuthSession(user_id=user_id)
-    session.add(login)
-    return _issue(session, tokens, login)
+    return _issue(session, tokens, AuthSession(user_id=user_id))
 
 
 async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> AuthSession:
-    """Mark a refresh token used and return its live session, or fail. A token presented
-    twice ends its whole session: the second presenter is a thief or the first one was."""
+    """Use up a (single-use) refresh token: its live session. A reuse ends it (a thief is about)."""
     tokens.decode(refresh_token, "refresh")
     now, used, session_id = utcnow(), col(RefreshToken.used_at), col(RefreshToken.session_id)
-    this_token = col(RefreshToken.token_hash) == _digest(refresh_token)
+    this_token = col(RefreshToken.token_hash) == hashlib.sha256(refresh_token.encode()).hexdigest()
     sid = await session.scalar(
         update(RefreshToken)
         .where(this_token, used.is_(None), col(RefreshToken.expires_at) > now)
@@ -76,7 +128,6 @@ async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
 
 
 async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> TokenPair:
-    """Spend a refresh token and issue the next pair of the same session."""
     login = await _spend(session, tokens, refresh_token)
     if login.created_at + tokens.session_lifetime <= utcnow():
         await session.rollback()
@@ -88,8 +139,7 @@ async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
 
 async def end(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> None:
     """Logout: the session of this refresh token ends, its access tokens included."""
-    login = await _spend(session, tokens, refresh_token)
-    await end_session(session, login.id)
+    await end_session(session, (await _spend(session, tokens, refresh_token)).id)
     await session.commit()
 
 
@@ -99,22 +149,19 @@ async def end_session(session: AsyncSession, sid: uuid.UUID) -> None:
 
 
 async def end_all(session: AsyncSession, user_id: uuid.UUID, keep: uuid.UUID | None = None) -> None:
-    """End every session of a user (but `keep`); the caller commits."""
-    condition = col(AuthSession.user_id) == user_id
-    await _revoke(session, condition if keep is None else condition & (col(AuthSession.id) != keep))
+    """End every session of a user but `keep` (`id != NULL` holds for all); the caller commits."""
+    await _revoke(session, col(AuthSession.user_id) == user_id, col(AuthSession.id) != keep)
 
 
-async def _revoke(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+async def _revoke(session: AsyncSession, *which: ColumnElement[bool]) -> None:
     live = col(AuthSession.revoked_at).is_(None)
-    await session.execute(update(AuthSession).where(condition, live).values(revoked_at=utcnow()))
+    await session.execute(update(AuthSession).where(*which, live).values(revoked_at=utcnow()))
 
 
 async def prune(
     session: AsyncSession, admin_lifetime: timedelta, user_id: uuid.UUID | None = None
 ) -> tuple[int, int]:
-    """Delete, for one user or everyone, ended sessions, those whose refresh tokens all
-    expired, tokenless (admin) ones older than `admin_lifetime`, and expired refresh tokens;
-    how many sessions and tokens went. The caller commits."""
+    """Delete ended sessions and expired tokens, of one user or all: how many (caller commits)."""
     now = utcnow()
     tokens = select(col(RefreshToken.id)).where(col(RefreshToken.session_id) == AuthSession.id)
     ended = or_(

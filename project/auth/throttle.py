@@ -1,16 +1,14 @@
-"""Login throttling per email and per client address, counted in the database so that every
-worker sees the same attempts. Each attempt is committed *before* the counts are read, so of N
-concurrent attempts the k-th to commit sees at least k. Attempts in flight count, but only
-failures lock (a burst over the limit only in flight is told to retry in a moment). Refused
-and successful attempts are removed, so hammering a locked account does not extend it."""
+"""Login throttling per email and per client, counted in the database for every worker. Each
+attempt is committed before the counts are read (of N at once, the k-th sees k); in-flight ones
+count, only failures lock, and refused or successful ones go (hammering never extends a lock)."""
 
 import asyncio
 import math
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from weakref import WeakValueDictionary
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,8 +36,7 @@ async def begin_attempt(
     session: AsyncSession, settings: Settings, email: str, client: str
 ) -> uuid.UUID:
     """Record a login attempt, or raise 429 if the email or the client is over its limit."""
-    now = utcnow()
-    window_start = now - timedelta(seconds=settings.login_window_seconds)
+    window_start = (now := utcnow()) - timedelta(seconds=settings.login_window_seconds)
     client, created = client[:MAX_CLIENT_LENGTH], col(LoginAttempt.created_at)
     await session.execute(delete(LoginAttempt).where(created < window_start))
     attempt = LoginAttempt(email=email, client=client, created_at=now, updated_at=now)
@@ -54,12 +51,11 @@ async def begin_attempt(
         (col(LoginAttempt.client), client, settings.login_max_failures_per_client),
     ):
         failures, in_flight, oldest = (await session.execute(counts.where(column == value))).one()
-        if failures >= limit:
+        if failures >= limit or failures + in_flight > limit:
             await end_attempt(session, attempt.id)
+            if failures < limit:
+                raise TooManyRequests(AT_ONCE, retry_after=1)
             raise TooManyRequests(LOCKED, math.ceil((oldest - window_start).total_seconds()))
-        if failures + in_flight > limit:
-            await end_attempt(session, attempt.id)
-            raise TooManyRequests(AT_ONCE, retry_after=1)
     return attempt.id
 
 
@@ -71,32 +67,24 @@ async def end_attempt(session: AsyncSession, attempt_id: uuid.UUID, failed: bool
 
 
 class Turns:
-    """Sign-ins for one email take turns within this process, first come first served and
-    `width` at a time, so that a burst of correct ones is not over the limit while in
-    flight. One that waits longer than `TURN_WAIT_SECONDS` is told to retry (429)."""
+    """One email's sign-ins take turns, `width` at a time, so none in flight go over the limit."""
 
     def __init__(self) -> None:
-        self._turns: dict[str, asyncio.Semaphore] = {}
-        self._people: Counter[str] = Counter()  # taking a turn or waiting for one
+        # A key's turns last while someone takes or waits for one (a local of `take` holds them).
+        self._turns: WeakValueDictionary[str, asyncio.Semaphore] = WeakValueDictionary()
 
     @asynccontextmanager
     async def take(self, key: str, width: int = 1) -> AsyncIterator[None]:
         turns = self._turns.setdefault(key, asyncio.Semaphore(width))
-        self._people[key] += 1
         try:
-            try:
-                async with asyncio.timeout(TURN_WAIT_SECONDS):
-                    await turns.acquire()
-            except TimeoutError:
-                raise TooManyRequests(AT_ONCE, retry_after=1) from None
-            try:
-                yield
-            finally:
-                turns.release()
+            async with asyncio.timeout(TURN_WAIT_SECONDS):
+                await turns.acquire()
+        except TimeoutError:
+            raise TooManyRequests(AT_ONCE, retry_after=1) from None
+        try:
+            yield
         finally:
-            self._people[key] -= 1
-            if not self._people[key]:
-                del self._people[key], self._turns[key]
+            turns.release()
 
 
 TURNS = Turns()

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, true
 from sqlmodel import col
 
-from project.auth.sessions import live_session
-from project.auth.tokens import Caller
+from project.auth.sessions import Caller, live_session
 from project.data.paging import ListQuery, Pager
 from project.data.views import Row, View
 from project.db.driver import STATEMENTS, Driver

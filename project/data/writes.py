@@ -16,8 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
-from project.auth.sessions import live_session
-from project.auth.tokens import Caller
+from project.auth.sessions import Caller, live_session
 from project.data.rows import check_caller
 from project.data.views import Embedded, View
 from project.db.driver import STATEMENTS, Driver

@@ -4,8 +4,7 @@ cursor calls and ROLLBACK. Rows still hold what the ORM would load (the types' p
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import Dialect
@@ -19,27 +18,16 @@ from project.db.pool import checkout
 from project.db.sqlite import BEGIN_IMMEDIATE
 
 
-@dataclass(frozen=True, slots=True)
-class Compiled:
+class Compiled(NamedTuple):
     sql: str
-    names: tuple[str, ...]  # bind parameter names, in positional order
+    binds: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # (name, processor), in order
     defaults: dict[str, Any]  # values fixed in the statement itself
-    binds: tuple[Callable[[Any], Any] | None, ...]
     # (column index, processor, group): a group (one per type) converts each value once a fetch.
     converters: tuple[tuple[int, Callable[[Any], Any], int], ...]
 
-
-def compile_statement(stmt: ReturnsRows, dialect: Dialect) -> Compiled:
-    compiled = stmt.compile(dialect=dialect)
-    names = tuple(compiled.positiontup or ())
-    binds = [compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
-    groups: dict[Any, int] = {}
-    converters = [
-        (i, process, groups.setdefault(type(column.type), len(groups)))
-        for i, column in enumerate(stmt.exported_columns)
-        if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
-    ]
-    return Compiled(compiled.string, names, dict(compiled.params), tuple(binds), tuple(converters))
+    def arguments(self, values: dict[str, Any]) -> list[Any]:
+        given = {**self.defaults, **values}
+        return [given[n] if bind is None else bind(given[n]) for n, bind in self.binds]
 
 
 class Statements:
@@ -49,9 +37,22 @@ class Statements:
         self._cache: dict[tuple[str, Hashable], Compiled] = {}
 
     def get(self, dialect: Dialect, key: Hashable, build: Callable[[], ReturnsRows]) -> Compiled:
-        found = self._cache.get((dialect.name, key))
-        if found is None:
-            found = self._cache[(dialect.name, key)] = compile_statement(build(), dialect)
+        if (found := self._cache.get((dialect.name, key))) is not None:
+            return found
+        stmt = build()
+        compiled = stmt.compile(dialect=dialect)
+        binds = tuple(
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        )
+        groups: dict[Any, int] = {}
+        converters = tuple(
+            (i, process, groups.setdefault(type(column.type), len(groups)))
+            for i, column in enumerate(stmt.exported_columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        )
+        found = Compiled(compiled.string, binds, compiled.params, converters)
+        self._cache[dialect.name, key] = found
         return found
 
 
@@ -59,10 +60,8 @@ STATEMENTS = Statements()
 
 
 class Driver(AbstractAsyncContextManager["Driver"]):
-    """Runs compiled statements on one connection's driver: an open `AsyncConnection`'s
-    (`Driver.of`, in its transaction), or one taken from the pool on first use, each statement
-    committing on its own outside `transaction()`, until `release`. An `idempotent` driver
-    takes it without the `ping` and, if it is found dead, runs the statement again."""
+    """Runs compiled statements on one connection: an `AsyncConnection`'s (`of`) or the pool's,
+    taken on first use till `release`. An `idempotent` one skips `ping`, reruns if it was dead."""
 
     def __init__(
         self,
@@ -73,13 +72,10 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         turn: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
     ) -> None:
         self._engine, self.dialect, self._raw, self._conn = engine, engine.dialect, raw, conn
+        self._events = (engine.sync_engine if conn is None else conn.sync_connection).dispatch  # type: ignore[union-attr]
         self._driver: Any = raw and raw.driver_connection
-        self._sqlite = self.dialect.name == "sqlite"
-        self._retry = idempotent
+        self._sqlite, self._retry = self.dialect.name == "sqlite", idempotent
         self.turn = turn  # a writer's turn (SQLite: one writer of this process at a time)
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.release()
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> "Driver":
@@ -90,11 +86,13 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         self._driver = self._raw.driver_connection
         return self._driver
 
-    async def release(self) -> None:
+    async def release(self, *_: object) -> None:
         """Hand a connection taken from the pool back, once (its reset may need the greenlet)."""
         raw, self._raw, self._driver = self._raw, None, None
         if raw is not None and self._conn is None:
             await greenlet_spawn(raw.close)
+
+    __aexit__ = release
 
     async def _lose(self) -> None:
         """Close a connection in doubt, never to be pooled again."""
@@ -103,29 +101,20 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         elif self._raw is not None:
             self._raw.invalidate()
 
-    def _arguments(self, compiled: Compiled, values: dict[str, Any]) -> list[Any]:
-        given = {**compiled.defaults, **values}
-        pairs = zip(compiled.names, compiled.binds, strict=True)
-        return [given[n] if bind is None else bind(given[n]) for n, bind in pairs]
-
     async def fetch(self, compiled: Compiled, **values: Any) -> list[tuple[Any, ...]]:
-        """The rows of one compiled statement, their values processed by the column types."""
-        args = self._arguments(compiled, values)
-        on = self._engine.sync_engine if self._conn is None else self._conn.sync_connection
-        events = on.dispatch  # type: ignore[union-attr]
-        if events.before_cursor_execute:  # for SQL logging and counting
-            events.before_cursor_execute(self._conn, None, compiled.sql, args, None, False)
+        sql, args = compiled.sql, compiled.arguments(values)
+        if self._events.before_cursor_execute:  # for SQL logging and counting
+            self._events.before_cursor_execute(self._conn, None, sql, args, None, False)
         while True:
             try:
                 driver = self._driver or await self._connect(checked=not self._retry)
-                if self._sqlite:
-                    rows: Sequence[Any] = await driver.execute_fetchall(compiled.sql, args)
-                else:
-                    rows = await driver.fetch(compiled.sql, *args)
+                rows: Sequence[Any] = await (
+                    driver.execute_fetchall(sql, args) if self._sqlite else driver.fetch(sql, *args)
+                )
                 break
             except Exception as exc:
                 if not (self._retry and self._lost(exc)) or isinstance(exc, TimeoutError):
-                    await self._raise(exc, compiled.sql)
+                    await self._raise(exc, sql)
                 # Handed out unchecked and found dead: once more, on a connection checked first.
                 await self._lose()
                 self._retry = False
@@ -144,8 +133,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         return processed
 
     async def run_many(self, compiled: Compiled, rows: Sequence[dict[str, Any]]) -> None:
-        """Run one compiled write once per row of values."""
-        args = [self._arguments(compiled, values) for values in rows]
+        args = [compiled.arguments(values) for values in rows]
         try:
             await (self._driver or await self._connect()).executemany(compiled.sql, args)
         except Exception as exc:
@@ -171,24 +159,20 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         async with self.turn():
             try:
                 driver = self._driver or await self._connect()
-                if self._sqlite:
-                    await driver.execute(BEGIN_IMMEDIATE)
-                    done, undo = driver.commit, driver.rollback
-                else:
-                    tx = driver.transaction()
-                    await tx.start()
-                    done, undo = tx.commit, tx.rollback
+                # aiosqlite's connection and asyncpg's transaction both commit and roll back.
+                tx = driver if self._sqlite else driver.transaction()
+                await (driver.execute(BEGIN_IMMEDIATE) if self._sqlite else tx.start())
             except Exception as exc:
                 await self._raise(exc, "BEGIN")
             try:
                 yield
             except BaseException:
                 try:
-                    await undo()
+                    await tx.rollback()
                 except Exception:
                     await self._lose()
                 raise
             try:
-                await done()
+                await tx.commit()
             except Exception as exc:
                 await self._raise(exc, "COMMIT")

@@ -4,8 +4,7 @@ import asyncio
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_, memoized_property
@@ -21,10 +20,8 @@ class _IdleConnections(AsyncAdaptedQueue[ConnectionPoolEntry]):
 
 
 class FairQueuePool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async pool, first come, first served: the stock one lets a task that
-    returns a connection take it back ahead of waiters (sqlalchemy/sqlalchemy#7679). Each
-    checkout first takes a ticket from a FIFO semaphore, one per connection the pool may
-    open; a returning connection is kept while someone waits, not closed and reopened."""
+    """SQLAlchemy's async pool, first come, first served (sqlalchemy/sqlalchemy#7679): checkouts
+    take FIFO semaphore tickets, and a connection returned is kept while someone waits for one."""
 
     _queue_class = _IdleConnections
     # Log as the pool it extends, under SQLAlchemy's loggers (quiet unless asked for).
@@ -34,8 +31,7 @@ class FairQueuePool(AsyncAdaptedQueuePool):
         super().__init__(*args, **kwargs)
         if self._max_overflow < 0:  # pool_size=0 or max_overflow=-1: no bound to be fair about
             raise ValueError("FairQueuePool needs pool_size >= 1 and max_overflow >= 0")
-        self._tickets = asyncio.Semaphore(self.size() + self._max_overflow)
-        self._waiting = 0
+        self._tickets, self._waiting = asyncio.Semaphore(self.size() + self._max_overflow), 0
 
     async def _ticket(self) -> None:
         self._waiting += 1
@@ -43,7 +39,7 @@ class FairQueuePool(AsyncAdaptedQueuePool):
             async with asyncio.timeout(self._timeout):
                 await self._tickets.acquire()
         except TimeoutError:
-            raise sa_exc.TimeoutError(
+            raise exc.TimeoutError(
                 f"QueuePool limit of size {self.size()} overflow {self._max_overflow} reached,"
                 f" connection timed out, timeout {self._timeout:0.2f}",
                 code="3o7r",
@@ -79,24 +75,22 @@ _UNCHECKED: ContextVar[bool] = ContextVar("unchecked_checkout", default=False)
 
 def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A `checkout` hook that replaces a stale connection in one round trip (pre-ping: three)."""
-    if _UNCHECKED.get():
-        return
     try:
-        await_(dbapi_connection.driver_connection.fetchrow(";"))
-    except Exception as exc:
-        raise DisconnectionError("stale pooled connection") from exc
+        if not _UNCHECKED.get():
+            await_(dbapi_connection.driver_connection.fetchrow(";"))
+    except Exception as error:
+        raise exc.DisconnectionError("stale pooled connection") from error
 
 
 async def checkout(engine: AsyncEngine, *, checked: bool = True) -> PoolProxiedConnection:
     """A pooled connection without a `Connection` around it, errors wrapped as `connect()`'s."""
-    dialect, token = engine.dialect, _UNCHECKED.set(not checked)
+    dialect, dbapi, token = engine.dialect, engine.dialect.loaded_dbapi, _UNCHECKED.set(not checked)
     try:
         return await engine.raw_connection()
-    except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, None, None)
-        error = dialect.loaded_dbapi.Error
-        raise DBAPIError.instance(
-            None, None, exc, error, connection_invalidated=lost, dialect=dialect
-        ) from exc
+    except dbapi.Error as error:
+        lost = dialect.is_disconnect(error, None, None)
+        raise exc.DBAPIError.instance(
+            None, None, error, dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
     finally:
         _UNCHECKED.reset(token)

@@ -1,7 +1,7 @@
 """Whether the database's schema (its Alembic revision) is the one this code was written for."""
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
@@ -11,10 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
 
-@dataclass(frozen=True)
-class Revisions:
-    """The head revision(s) in `alembic/versions`, and every revision there."""
-
+class Revisions(NamedTuple):
     heads: frozenset[str]
     known: frozenset[str]
 
@@ -26,8 +23,7 @@ class Revisions:
         return cls(frozenset(script.get_heads()), known)
 
     async def problem(self, connection: AsyncConnection) -> str | None:
-        """Why this database cannot serve this code yet, or None. A revision this code does
-        not know is a newer release's, whose migrations keep this one working: fine."""
+        """What keeps this database from serving this code, or None (a newer schema is fine)."""
         current: frozenset[str] = await connection.run_sync(
             lambda sync: frozenset(MigrationContext.configure(sync).get_current_heads())
         )

@@ -17,13 +17,10 @@ BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 class WriterQueue:
-    """SQLite's busy handler is unfair (newer writers often win), so this process's writers
-    take turns here in arrival order, for one write transaction (until the connection goes
-    back to the pool) or one self-committing statement (`turn()`)."""
+    """SQLite's busy handler is unfair (newer writers win), so this process's writers take turns."""
 
     def __init__(self, timeout: float) -> None:
-        self._lock = asyncio.Lock()  # wakes its waiters first in, first out
-        self._timeout = timeout
+        self._lock, self._timeout = asyncio.Lock(), timeout  # the lock wakes waiters in order
         self._holder: Any = None  # the driver connection whose transaction has the turn
 
     async def _acquire(self) -> None:
@@ -55,8 +52,8 @@ class WriterQueue:
 
 def configure_sqlite(engine: AsyncEngine, busy_timeout: float, writers: WriterQueue) -> None:
     events = engine.sync_engine
-    event.listen(events, "checkin", writers.end)
-    event.listen(events, "invalidate", writers.end)
+    for name in ("checkin", "invalidate"):
+        event.listen(events, name, writers.end)
 
     @event.listens_for(events, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -70,8 +67,7 @@ def configure_sqlite(engine: AsyncEngine, busy_timeout: float, writers: WriterQu
     @event.listens_for(events, "begin")
     def _on_begin(connection: Connection) -> None:
         # A deferred transaction that reads, then writes fails at once: writers lock up front.
-        immediate = connection.get_execution_options().get(SQLITE_WRITE, False)
-        if immediate:
+        if immediate := connection.get_execution_options().get(SQLITE_WRITE, False):
             writers.begin(connection.connection.dbapi_connection)
         connection.exec_driver_sql(BEGIN_IMMEDIATE if immediate else "BEGIN")
 

@@ -9,7 +9,7 @@ from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from project.auth.tokens import Caller
+from project.auth.sessions import Caller
 from project.data.paging import SORT_HELP, ListQuery, SearchText, search
 from project.data.views import Filter, View
 from project.data.writes import change, insert

@@ -9,7 +9,7 @@ from sqlalchemy import update as update_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project.auth.tokens import Caller
+from project.auth.sessions import Caller
 from project.data.paging import SORT_HELP, ListQuery, SearchText, search
 from project.data.views import View
 from project.data.writes import change, insert

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project.auth import sessions
-from project.auth.passwords import PasswordHasher
+from project.auth.credentials import PasswordHasher
 from project.data.paging import SORT_HELP, ListQuery, SearchText, search
 from project.data.views import Filter, View
 from project.data.writes import change, insert

@@ -112,6 +112,10 @@ def changed(name: str, *codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def deleted() -> dict[int | str, dict[str, Any]]:
+    return problems(status.HTTP_404_NOT_FOUND, status.HTTP_412_PRECONDITION_FAILED)
+
+
 def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's, built once, with problems, precondition headers, and what generated clients need
     said: `security: []` (no token), and a query parameter absent rather than null."""
