@@ -61,50 +61,36 @@ def _routers() -> list[ModuleType]:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Opens the database and says at once what it lacks (a migration; the first superuser,
+    made here if missing). A database that does not answer yet is no reason not to start:
+    readiness reports it, and the service recovers when it answers."""
     settings: Settings = app.state.settings
     if settings.migrate_at_startup:
         await migrate(settings.database_url)
-    database = Database(settings)
-    app.state.database = database
+    app.state.database = database = Database(settings)
     app.state.hasher = hasher = PasswordHasher(settings)
     app.state.tokens = TokenCodec(settings)
     app.state.revisions = revisions = await asyncio.to_thread(Revisions.load)
     try:
-        await _check_schema(database, revisions)
+        try:
+            async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as conn:
+                if problem := await revisions.problem(conn):
+                    logger.error("%s", problem)
+        except Exception as exc:
+            logger.warning("the database does not answer at startup: %r", exc)
         if settings.first_superuser_email and settings.first_superuser_password:
             password = settings.first_superuser_password.get_secret_value()
-            await _first_superuser(database, hasher, settings.first_superuser_email, password)
+            try:  # if not now, at the next start (or `python -m project create-superuser`)
+                async with database.driver() as db:
+                    await users.ensure_superuser(
+                        db, hasher, settings.first_superuser_email, password
+                    )
+            except (DBAPIError, OSError, TimeoutError) as exc:
+                logger.error("the first superuser could not be made now: %r", exc)
         yield
     finally:
         await database.dispose()
         flush_logs()
-
-
-async def _check_schema(database: Database, revisions: Revisions) -> None:
-    """Say at startup, not at the first failing request, that the database needs migrating
-    (readiness says so too, until it is). A database that does not answer yet is no reason
-    not to start: readiness reports it, and the service recovers when it answers."""
-    try:
-        async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as connection:
-            problem = await revisions.problem(connection)
-    except Exception as exc:
-        logger.warning("the database does not answer at startup: %r", exc)
-        return
-    if problem is not None:
-        logger.error("%s", problem)
-
-
-async def _first_superuser(
-    database: Database, hasher: PasswordHasher, email: str, password: str
-) -> None:
-    """FIRST_SUPERUSER_EMAIL's account, made if missing. A database that is down or not
-    migrated yet does not stop the service from starting: the next start makes it, or
-    `python -m project create-superuser` does."""
-    try:
-        async with database.driver() as db:
-            await users.ensure_superuser(db, hasher, email, password)
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        logger.error("the first superuser could not be made now: %r", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,10 +1,6 @@
-"""Writing rows, the same way for every resource.
-
-A new row is one INSERT on the driver that checks the caller's session itself (with the
-rows it lists, their links in the same transaction), and the model's own insert hooks run
-on it first, as a flush would run them. A change goes through the ORM's unit of work, which
-keeps versions, on a row locked for it. Every row a row refers to must be its owner's.
-"""
+"""Writing rows, the same way for every resource: a new row is one INSERT on the driver that
+checks the caller's session itself (its links, if any, in the same transaction); a change
+goes through the ORM, which keeps versions. A row refers only to rows of its owner's."""
 
 import uuid
 from collections.abc import Mapping, Sequence
@@ -51,21 +47,16 @@ async def insert(
     named = {e.key: getattr(row, e.key) for e in view.references if e.key}
     embedded = await references(db, view, getattr(row, view.owner), named, listed)
     checked = caller is not None
-    statement = STATEMENTS.get(
-        db.dialect, (view, "insert", checked), lambda: _insert_statement(view, checked)
-    )
+    shape = (view, "insert", checked)
+    statement = STATEMENTS.get(db.dialect, shape, lambda: _insert_statement(view, checked))
     values = {column.key: getattr(row, column.key) for column in mapper.columns}
-
-    async def write() -> None:
-        sid = None if caller is None else caller.session_id
-        if not await db.fetch(statement, sid=sid, **values):
-            raise AuthenticationFailed()
-        for name, ids in listed.items():
-            await _link(db, view, name, row.id, ids)  # type: ignore[attr-defined]
-
     try:
         async with db.transaction() if any(listed.values()) else db.turn():
-            await write()
+            sid = None if caller is None else caller.session_id
+            if not await db.fetch(statement, sid=sid, **values):
+                raise AuthenticationFailed()
+            for name, ids in listed.items():
+                await _link(db, view, name, values["id"], ids, replace=False)
     except IntegrityError as exc:
         raise integrity_problem(exc, view.conflict) from exc
     return view.item(row, **embedded)
@@ -80,16 +71,16 @@ async def references(
     for e in (*view.references, *(e for e in view.embedded if e.many)):
         if e.many and e.name in listed:
             field = f"{e.model.__name__.lower()}_ids"
-            embedded[e.name] = await _owned(db, e, listed[e.name], owner, ["body", field])
+            embedded[e.name] = await _owners(db, e, listed[e.name], owner, ["body", field])
         elif e.key is not None and e.key in named:
             ref = named[e.key]
-            found = await _owned(db, e, [] if ref is None else [ref], owner, ["body", e.key])
+            found = await _owners(db, e, [] if ref is None else [ref], owner, ["body", e.key])
             if e in view.embedded:
                 embedded[e.name] = found[0] if found else None
     return embedded
 
 
-def _owned_statement(e: Embedded, count: int) -> Any:
+def _owned(e: Embedded, count: int) -> Any:
     model_id = e.model.__table__.c.id
     ids = [bindparam(f"id{i}", type_=model_id.type) for i in range(count)]
     return (
@@ -99,70 +90,47 @@ def _owned_statement(e: Embedded, count: int) -> Any:
     )
 
 
-async def _owned(
+async def _owners(
     db: Driver, e: Embedded, ids: Sequence[uuid.UUID], owner: uuid.UUID, loc: list[str | int]
 ) -> list[dict[str, Any]]:
+    """The rows `ids` of `e`'s table, which must all be `owner`'s (422 on `loc` if not)."""
     unique = list(dict.fromkeys(ids))
     if not unique:
         return []
-    statement = STATEMENTS.get(
-        db.dialect, (e, len(unique)), lambda: _owned_statement(e, len(unique))
-    )
+    statement = STATEMENTS.get(db.dialect, (e, len(unique)), lambda: _owned(e, len(unique)))
     values = {f"id{i}": row_id for i, row_id in enumerate(unique)}
-    found = [
-        dict(zip(e.fields, row, strict=True))
-        for row in await db.fetch(statement, owner=owner, **values)
-    ]
+    rows = await db.fetch(statement, owner=owner, **values)
+    found = [dict(zip(e.fields, row, strict=True)) for row in rows]
     known = {row["id"] for row in found}
     for position, wanted in enumerate(ids):
         if wanted not in known:
-            where = [*loc, position] if e.many else loc
-            raise InvalidField(
-                where, f"The owner has no {e.model.__name__.lower()} with id {wanted}."
-            )
+            what = f"The owner has no {e.model.__name__.lower()} with id {wanted}."
+            raise InvalidField([*loc, position] if e.many else loc, what)
     return found
 
 
-def _link_table(view: View, name: str) -> tuple[Table, str, str]:
-    """A many-to-many relationship's table, and its columns for each side."""
-    prop = inspect(view.model).relationships[name]
-    [(_, parent)] = prop.synchronize_pairs
-    [(_, target)] = prop.secondary_synchronize_pairs
-    return prop.secondary, parent.key, target.key
-
-
 async def _link(
-    db: Driver, view: View, name: str, row_id: uuid.UUID, ids: Sequence[uuid.UUID]
-) -> None:
-    table, parent, target = _link_table(view, name)
-    statement = STATEMENTS.get(
-        db.dialect,
-        (view, "link", name),
-        lambda: insert_into(table).values({c.key: bindparam(c.key, type_=c.type) for c in table.c}),
-    )
-    await db.run_many(statement, [{parent: row_id, target: i} for i in dict.fromkeys(ids)])
-
-
-async def _relink(
-    db: Driver, view: View, name: str, row_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    db: Driver, view: View, name: str, row_id: uuid.UUID, ids: Sequence[uuid.UUID], replace: bool
 ) -> bool:
-    """Replace a row's links of one relationship; whether they changed."""
-    table, parent, target = _link_table(view, name)
-    current = STATEMENTS.get(
-        db.dialect,
-        (view, "links", name),
-        lambda: select(table.c[target]).where(table.c[parent] == bindparam("row_id")),
-    )
-    if {i for (i,) in await db.fetch(current, row_id=row_id)} == set(ids):
-        return False
-    unlink = STATEMENTS.get(
-        db.dialect,
-        (view, "unlink", name),
-        lambda: delete(table).where(table.c[parent] == bindparam("row_id")),
-    )
-    await db.fetch(unlink, row_id=row_id)
+    """Link a row to the rows `ids` by a many-to-many relationship (replacing the links it
+    has); whether its links changed."""
+    prop = inspect(view.model).relationships[name]
+    table = prop.secondary
+    parent, target = prop.synchronize_pairs[0][1].key, prop.secondary_synchronize_pairs[0][1].key
+    mine = table.c[parent] == bindparam("row_id")
+    if replace:
+        current = STATEMENTS.get(
+            db.dialect, (view, name, "links"), lambda: select(table.c[target]).where(mine)
+        )
+        if {i for (i,) in await db.fetch(current, row_id=row_id)} == set(ids):
+            return False
+        unlink = STATEMENTS.get(
+            db.dialect, (view, name, "unlink"), lambda: delete(table).where(mine)
+        )
+        await db.fetch(unlink, row_id=row_id)
     if ids:
-        await _link(db, view, name, row_id, ids)
+        link = STATEMENTS.get(db.dialect, (view, name, "link"), lambda: insert_into(table))
+        await db.run_many(link, [{parent: row_id, target: i} for i in dict.fromkeys(ids)])
     return True
 
 
@@ -204,7 +172,7 @@ async def change(
     await references(db, view, getattr(row, view.owner), changed, links or {})
     moved = bool(changed)
     for name, ids in (links or {}).items():
-        moved = await _relink(db, view, name, row.id, ids) or moved
+        moved = await _link(db, view, name, row.id, ids, replace=True) or moved
     if moved:
         row.sqlmodel_update(changed)
         row.updated_at = utcnow()
