@@ -10,19 +10,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
+import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    Select,
-    Uuid,
-    bindparam,
-    func,
-    inspect,
-    select,
-    true,
-    tuple_,
-)
 from sqlalchemy.orm import aliased, configure_mappers
 from sqlmodel import SQLModel, col
 
@@ -31,13 +20,14 @@ from project.errors import CONFLICT
 from project.models import AuthSession, User
 
 Row = tuple[Any, ...]
+Select = sa.Select[Any]
 
 
 @dataclass(frozen=True)
 class Filter:
     """A list filter: its condition on a bound value, and how a query's value becomes it."""
 
-    where: Callable[[Any], ColumnElement[bool]]
+    where: Callable[[Any], sa.ColumnElement[bool]]
     prepare: Callable[[Any], Any] = lambda value: value
 
 
@@ -50,7 +40,7 @@ class Embedded:
     fields: tuple[str, ...]
     many: bool
     key: str | None  # a single row's: the column that names it (a hero's `team_id`)
-    order_by: tuple[ColumnElement[Any], ...]
+    order_by: tuple[sa.ColumnElement[Any], ...]
 
     def of(self, row: Row, at: int) -> dict[str, Any] | None:
         """The embedded row whose columns start at `at`, or None (the outer join's nulls)."""
@@ -60,21 +50,19 @@ class Embedded:
         return dict(zip(self.fields, values, strict=True))
 
 
-def _public_model(annotation: Any) -> type[BaseModel]:
-    for arg in (annotation, *get_args(annotation)):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    raise TypeError(f"no model in {annotation}")
+def _model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedded]:
     """The public fields named like a relationship of `model`."""
-    relationships = inspect(model).relationships
+    relationships = sa.inspect(model).relationships
     for name, field in public.model_fields.items():
         if name in relationships:
             prop = relationships[name]
             key = None if prop.uselist else next(iter(prop.local_columns)).key
-            fields = tuple(_public_model(field.annotation).model_fields)
+            nested = [t for t in (field.annotation, *get_args(field.annotation)) if _model(t)]
+            fields = tuple(nested[0].model_fields)
             yield Embedded(name, prop.mapper.class_, fields, prop.uselist, key, prop.order_by or ())
 
 
@@ -95,17 +83,16 @@ class View:
     ) -> None:
         configure_mappers()
         self.model: Any = model
-        self.public, self.sorts = public, sorts
+        self.public, self.sorts, self.conflict = public, sorts, conflict
         self.filters, self.counts = dict(filters or {}), dict(counts or {})
-        self.conflict = conflict
         self.name = model.__name__.lower()
         # Rows of an owned table are their owner's; a user is its own.
         self.owner = "owner_id" if "owner_id" in model.model_fields else "id"
         self.embedded = tuple(_embedded(model, public))
-        # The rows a row names by a foreign key: another table with owners (the owner's
+        # The rows a row names by a foreign key: of another table with owners (the owner's
         # own key aside), whose rows it may only name if they are its owner's too.
         shown = {e.key: e for e in self.embedded if e.key}
-        mapper = inspect(model)
+        mapper = sa.inspect(model)
         tables = {m.local_table: m.class_ for m in mapper.registry.mappers}
         self.references = tuple(
             shown.get(c.key) or Embedded(c.key, tables[fk.column.table], ("id",), False, c.key, ())
@@ -117,88 +104,78 @@ class View:
         self.fields = tuple(f for f in public.model_fields if f not in nested)
         self.versioned = "version" in self.fields
         self._id = self.fields.index("id")
-        self._plan = self._layout()
-
-    def _layout(self) -> list[tuple[str, Embedded | None, int]]:
-        """Where each public field is in a row (the order `_columns` selects in)."""
+        # Where each public field is in a row, in the order `_select` selects in.
         at: dict[str, tuple[Embedded | None, int]] = {
             name: (None, i) for i, name in enumerate((*self.fields, *self.counts))
         }
-        start = len(self.fields) + len(self.counts)
+        start = len(at)
         for embedded in self.embedded:
             at[embedded.name] = (embedded, start)
             start += len(embedded.fields)
-        return [(name, *at[name]) for name in self.public.model_fields]
+        self._plan = [(name, *at[name]) for name in public.model_fields]
 
-    def _columns(self, t: Any) -> list[Any]:
-        columns = [getattr(t, field) for field in self.fields]
+    def _select(self, source: Any, t: Any, *first: Any) -> Select:
+        """The columns of `t` (the table, aliased) the public model shows, from `source`,
+        joined to what it embeds."""
+        columns = [*first, *(getattr(t, field) for field in self.fields)]
         columns += [
-            select(func.count()).where(key == t.id).scalar_subquery()
+            sa.select(sa.func.count()).where(key == t.id).scalar_subquery()
             for key in self.counts.values()
         ]
-        for embedded in self.embedded:
-            columns += [getattr(embedded.model, field) for field in embedded.fields]
-        return columns
-
-    def _joined(self, stmt: Select[Any], t: Any) -> Select[Any]:
+        columns += [getattr(e.model, field) for e in self.embedded for field in e.fields]
+        stmt = sa.select(*columns).select_from(source)
         for embedded in self.embedded:
             stmt = stmt.outerjoin(getattr(t, embedded.name))
         return stmt
 
-    def _in_order(self) -> list[ColumnElement[Any]]:
+    def _in_order(self) -> list[sa.ColumnElement[Any]]:
         return [column for e in self.embedded for column in e.order_by]
 
-    def one(self) -> Select[Any]:
+    def one(self) -> Select:
         """The caller's superuser flag and the row `:id` if the caller may see it, joined to
         the caller's live session: no row means 401, a row without the target 404."""
         t = aliased(self.model, name="target")  # users are the caller's table too
         visible = (getattr(t, self.owner) == col(User.id)) | col(User.is_superuser)
-        stmt = (
-            select(col(User.is_superuser), *self._columns(t))
-            .select_from(User)
-            .join(AuthSession, true())
-            .outerjoin(t, (t.id == bindparam("id")) & visible)
-        )
-        stmt = self._joined(stmt, t).where(live_session(bindparam("sid"), bindparam("uid")))
-        return stmt.order_by(*self._in_order())
+        callers = sa.orm.join(User, AuthSession, sa.true())
+        source = callers.outerjoin(t, (t.id == sa.bindparam("id")) & visible)
+        stmt = self._select(source, t, col(User.is_superuser))
+        live = live_session(sa.bindparam("sid"), sa.bindparam("uid"))
+        return stmt.where(live).order_by(*self._in_order())
 
-    def row(self) -> Select[Any]:
+    def row(self) -> Select:
         """The row `:id`, for whoever has already been let at it."""
         t = aliased(self.model, name="target")
-        stmt = self._joined(select(*self._columns(t)).select_from(t), t)
-        return stmt.where(t.id == bindparam("id")).order_by(*self._in_order())
+        stmt = self._select(t, t).where(t.id == sa.bindparam("id"))
+        return stmt.order_by(*self._in_order())
 
-    def _where(self, scoped: bool, filters: frozenset[str]) -> list[ColumnElement[bool]]:
-        where = [self.filters[name].where(bindparam(name)) for name in sorted(filters)]
+    def _where(self, scoped: bool, filters: frozenset[str]) -> list[sa.ColumnElement[bool]]:
+        where = [self.filters[name].where(sa.bindparam(name)) for name in sorted(filters)]
         if scoped:
-            where.append(getattr(self.model, self.owner) == bindparam("owner"))
+            where.append(getattr(self.model, self.owner) == sa.bindparam("owner"))
         return where
 
-    def page(self, scoped: bool, sort: str, after: bool, filters: frozenset[str]) -> Select[Any]:
+    def page(self, scoped: bool, sort: str, after: bool, filters: frozenset[str]) -> Select:
         """`:limit` rows in `sort` order (`after` the cursor's position), each row with what
         it embeds and, last, its sort key."""
-        key = self.sorts[sort.lstrip("-")]
-        descending = sort.startswith("-")
-        row_id = col(self.model.id)
-        inner = select(self.model, key.label("sort_key")).where(*self._where(scoped, filters))
+        key, descending, row_id = self.sorts[sort.lstrip("-")], sort[0] == "-", col(self.model.id)
+        inner = sa.select(self.model, key.label("sort_key")).where(*self._where(scoped, filters))
         if after:
-            position = tuple_(key, row_id)
-            bound = tuple_(
-                bindparam("after_key", type_=key.type), bindparam("after_id", type_=Uuid())
+            position = sa.tuple_(key, row_id)
+            bound = sa.tuple_(
+                sa.bindparam("after_key", type_=key.type), sa.bindparam("after_id", type_=sa.Uuid())
             )
             inner = inner.where(position < bound if descending else position > bound)
         order = (key.desc(), row_id.desc()) if descending else (key, row_id)
-        page = inner.order_by(*order).limit(bindparam("limit", type_=Integer)).subquery("page")
+        limit = sa.bindparam("limit", type_=sa.Integer)
+        page = inner.order_by(*order).limit(limit).subquery("page")
         t = aliased(self.model, page)
-        stmt = self._joined(select(*self._columns(t), page.c.sort_key).select_from(t), t)
-        ends: list[Any] = [page.c.sort_key, page.c.id]
-        if descending:
-            ends = [end.desc() for end in ends]
+        ends = [end.desc() if descending else end for end in (page.c.sort_key, page.c.id)]
+        stmt = self._select(t, t).add_columns(page.c.sort_key)
         return stmt.order_by(*ends, *self._in_order())
 
-    def total(self, scoped: bool, filters: frozenset[str]) -> Select[Any]:
-        matching = select(col(self.model.id)).where(*self._where(scoped, filters))
-        return select(func.count()).select_from(matching.subquery())
+    def total(self, scoped: bool, filters: frozenset[str]) -> Select:
+        matching = sa.select(col(self.model.id)).where(*self._where(scoped, filters))
+        return sa.select(sa.func.count()).select_from(matching.subquery())
 
     def items(self, rows: Sequence[Row], start: int = 0) -> list[tuple[dict[str, Any], Row]]:
         """Each item (in the public model's field order) with its first row; rows come
@@ -210,18 +187,14 @@ class View:
                 continue  # the outer join found nothing
             if not found or found[-1][1][row_id] != row[row_id]:
                 item: dict[str, Any] = {}
-                for name, embedded, at in self._plan:
-                    i = start + at
-                    if embedded is None:
-                        item[name] = row[i]
-                    elif embedded.many:
-                        item[name] = []
+                for name, e, at in self._plan:
+                    if e is None:
+                        item[name] = row[start + at]
                     else:
-                        item[name] = embedded.of(row, i)
+                        item[name] = [] if e.many else e.of(row, start + at)
                 found.append((item, row))
-            for name, embedded, at in self._plan:
-                nested = embedded.of(row, start + at) if embedded and embedded.many else None
-                if nested is not None:
+            for name, e, at in self._plan:
+                if e is not None and e.many and (nested := e.of(row, start + at)) is not None:
                     found[-1][0][name].append(nested)
         return found
 
@@ -235,14 +208,15 @@ class View:
         """Its version, the versions of what it embeds and its counts (None: no versions)."""
         if not self.versioned:
             return None
-        embedded: list[object] = []
+        parts: list[object] = []
         for e in self.embedded:
             value = item[e.name]
             if e.many:
-                embedded.append([(row["id"], row["version"]) for row in value])
+                parts.append([(row["id"], row["version"]) for row in value])
             else:
-                embedded.append(None if value is None else (value["id"], value["version"]))
-        parts = (*embedded, *(item[c] for c in self.counts))
+                parts.append(None if value is None else (value["id"], value["version"]))
+        parts += [item[c] for c in self.counts]
         if not parts:
             return f'"{item["version"]}"'
-        return f'"{item["version"]}-{hashlib.sha256(repr(parts).encode()).hexdigest()[:12]}"'
+        digest = hashlib.sha256(repr(tuple(parts)).encode()).hexdigest()[:12]
+        return f'"{item["version"]}-{digest}"'
