@@ -87,6 +87,13 @@ def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
     return _text(max_length, pattern=pattern, default=None)
 
 
+def _timestamp(**column: Any) -> Any:
+    columns = {"server_default": func.now(), **column}
+    return Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, sa_column_kwargs=columns
+    )
+
+
 def _example(example: dict[str, Any]) -> SQLModelConfig:
     return SQLModelConfig(extra="forbid", json_schema_extra={"examples": [example]})
 
@@ -111,18 +118,8 @@ class Row(SQLModel):
     """What every table has: an id, and when the row was made and last changed."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    created_at: datetime = Field(
-        default_factory=utcnow,
-        sa_type=UTCDateTime,
-        sa_column_kwargs={"server_default": func.now()},
-        nullable=False,
-    )
-    updated_at: datetime = Field(
-        default_factory=utcnow,
-        sa_type=UTCDateTime,
-        sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
-        nullable=False,
-    )
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp(onupdate=utcnow)
 
 
 class Owned(SQLModel):
@@ -173,8 +170,7 @@ class User(UserBase, Row, table=True):
     __tablename__ = "users"
 
     email: str = Field(max_length=254, unique=True, sa_type=_sort_key(254))
-    # What `q` searches (set on flush, see `_keep_full_name_key`): any length, since one
-    # character can fold to many.
+    # What `q` searches (kept by `_keep_full_name_key`): any length, a character may fold to many.
     full_name_key: str | None = Field(default=None, sa_type=SQLText)
     hashed_password: str = Field(max_length=255)
     is_active: bool = Field(default=True, index=True)

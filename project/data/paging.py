@@ -1,10 +1,6 @@
-"""Listing, written once for every collection: a sort whitelist, keyset cursors and totals.
-
-A page is `ORDER BY key, id LIMIT n+1` from where the previous page ended, so a deep page
-costs what the first one does, and rows inserted meanwhile never shift a walk. The cursor
-is opaque and signed: a client cannot forge one, and one issued for another sort or other
-filters is refused (422) rather than silently giving wrong pages.
-"""
+"""What every list takes and answers, and its cursors. A page is `ORDER BY key, id LIMIT n+1`
+from where the previous one ended: a deep page costs what the first does, and rows added
+meanwhile never shift a walk. A cursor is signed, and valid only with its sort and filters."""
 
 import base64
 import binascii
@@ -13,6 +9,7 @@ import hmac
 import json
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -48,8 +45,7 @@ class ListQuery(BaseModel):
 
 
 def _blank_is_none(text: str | None) -> str | None:
-    # Surrounding blanks are not searched for, as they are not stored; a search box left
-    # empty (or blank) filters nothing, and pages like no `q` at all, on every list.
+    # Surrounding blanks are not stored, so not searched for: a blank search filters nothing.
     return None if text is None else trim(text) or None
 
 
@@ -91,22 +87,17 @@ class Page(BaseModel, Generic[T]):
     )
 
 
-_fingerprints: dict[tuple[Any, ...], str] = {}
-
-
 def _fingerprint(query: ListQuery) -> str:
-    # Asked on every page; the few sorts and filters clients use repeat, so remember them.
+    """The list, sort and filters a cursor is for."""
     kind = type(query)
-    scope = (kind, *(getattr(query, f) for f in kind.model_fields if f not in PAGING_FIELDS))
-    found = _fingerprints.get(scope)
-    if found is None:
-        dumped = query.model_dump(mode="json", exclude=set(PAGING_FIELDS))
-        bound = json.dumps([kind.__name__, dumped], sort_keys=True)  # the collection too
-        found = hashlib.sha256(bound.encode()).hexdigest()[:16]
-        if len(_fingerprints) >= 4096:
-            _fingerprints.clear()
-        _fingerprints[scope] = found
-    return found
+    return _digest(kind.__name__, tuple((f, getattr(query, f)) for f in kind.model_fields))
+
+
+@lru_cache(maxsize=4096)  # asked on every page, and the sorts and filters used repeat
+def _digest(kind: str, fields: tuple[tuple[str, Any], ...]) -> str:
+    scope = {name: value for name, value in fields if name not in PAGING_FIELDS}
+    bound = json.dumps([kind, scope], sort_keys=True, default=str)
+    return hashlib.sha256(bound.encode()).hexdigest()[:16]
 
 
 def _sort_key(value: Any, sql_type: TypeEngine[Any]) -> Any:
