@@ -14,7 +14,6 @@ from project.web.docs import problems
 logger = logging.getLogger("project.health")
 
 router = APIRouter(prefix="/health", tags=["health"])
-
 READY_TIMEOUT_SECONDS = 2.0
 
 
@@ -50,13 +49,11 @@ async def ready(request: Request) -> Readiness:
 
 
 def _note(request: Request, problem: str | None) -> None:
-    """Log why the service is not ready when that changes, not at every probe (a load
-    balancer asks every few seconds, on every worker)."""
+    """Log why the service is not ready when that changes, not at every probe."""
     state = request.app.state
-    if problem == getattr(state, "unready_because", None):
-        return
-    state.unready_because = problem
-    if problem is None:
-        logger.info("ready")
-    else:
-        logger.warning("not ready: %s", problem)
+    if problem != getattr(state, "unready_because", None):
+        state.unready_because = problem
+        if problem is None:
+            logger.info("ready")
+        else:
+            logger.warning("not ready: %s", problem)

@@ -60,9 +60,7 @@ async def delete_team(team: OwnedTeam) -> None:
     "/{id}/heroes", response_model=Page[HeroPublic], responses=problems(status.HTTP_404_NOT_FOUND)
 )
 async def list_team_heroes(
-    id: TeamId,
-    query: Annotated[heroes.HeroFilters, Query()],
-    rows: RowsDep,
+    id: TeamId, query: Annotated[heroes.HeroFilters, Query()], rows: RowsDep
 ) -> Response:
     """The heroes of one team, one page at a time."""
     await rows.one(teams.VIEW, id)  # the caller's team, or 404
