@@ -78,10 +78,6 @@ def _text(
     return Field(min_length=min_length, max_length=max_length, schema_extra=extra, **kwargs)
 
 
-def _password(min_length: int = PASSWORD_MIN) -> Any:
-    return _text(PASSWORD_MAX, min_length=min_length)
-
-
 def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
     """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
     return _text(max_length, pattern=pattern, default=None)
@@ -191,7 +187,7 @@ class UserCreate(RequestBody, UserBase):
         {"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}
     )
 
-    password: str = _password()
+    password: str = _text(PASSWORD_MAX, PASSWORD_MIN)
     full_name: Text | None = None
 
 
@@ -212,8 +208,8 @@ class PasswordChange(RequestBody):
         {"current_password": "correct horse battery", "new_password": "staple battery horse"}
     )
 
-    current_password: str = _password(min_length=1)
-    new_password: str = _password()
+    current_password: str = _text(PASSWORD_MAX)
+    new_password: str = _text(PASSWORD_MAX, PASSWORD_MIN)
 
 
 class UserPublic(UserBase, Timestamped):
