@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import import_module
 from pkgutil import iter_modules
-from types import ModuleType
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -21,15 +20,10 @@ from project.data.paging import Pager
 from project.database import Database, migrate
 from project.db.schema import Revisions
 from project.services import users
+from project.web import middleware
 from project.web.docs import install_docs, openapi, operation_id
 from project.web.logs import configure_logging, flush_logs
 from project.web.metrics import install_metrics
-from project.web.middleware import (
-    BodySizeLimitMiddleware,
-    HeadMiddleware,
-    ProblemCORSMiddleware,
-    RequestContextMiddleware,
-)
 from project.web.problems import install_error_handlers
 
 DESCRIPTION = """
@@ -48,15 +42,6 @@ CORS_HEADERS = ["Authorization", "Content-Type", "If-Match", "If-None-Match", "X
 # What a script may read of a cross-origin response besides the safelisted ones.
 CORS_EXPOSED = ["Allow", "ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Request-ID"]
 STARTUP_CHECK_SECONDS = 3.0
-
-
-def _routers() -> list[ModuleType]:
-    """Every module of `project.api` with a `router`: a resource is served once its router
-    module exists, and its docstring describes its section of /docs. The resources' routes
-    come first (routes are matched in order), then sign-in's and health's."""
-    modules = [import_module(f"project.api.{m.name}") for m in iter_modules(api.__path__)]
-    last = ("project.api.auth", "project.api.health")
-    return sorted((m for m in modules if hasattr(m, "router")), key=lambda m: m.__name__ in last)
 
 
 @asynccontextmanager
@@ -78,13 +63,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                     logger.error("%s", problem)
         except Exception as exc:
             logger.warning("the database does not answer at startup: %r", exc)
-        if settings.first_superuser_email and settings.first_superuser_password:
-            password = settings.first_superuser_password.get_secret_value()
+        email, password = settings.first_superuser_email, settings.first_superuser_password
+        if email and password:
             try:  # if not now, at the next start (or `python -m project create-superuser`)
                 async with database.driver() as db:
-                    await users.ensure_superuser(
-                        db, hasher, settings.first_superuser_email, password
-                    )
+                    await users.ensure_superuser(db, hasher, email, password.get_secret_value())
             except (DBAPIError, OSError, TimeoutError) as exc:
                 logger.error("the first superuser could not be made now: %r", exc)
         yield
@@ -96,7 +79,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    routers = _routers()
+    # Every module of `project.api` with a `router` is served, its docstring its section of /docs:
+    # the resources' routes first (routes are matched in order), then sign-in's and health's.
+    modules = [import_module(f"project.api.{m.name}") for m in iter_modules(api.__path__)]
+    last = ("project.api.auth", "project.api.health")
+    routers = sorted((m for m in modules if hasattr(m, "router")), key=lambda m: m.__name__ in last)
     app = FastAPI(
         title="Heroes API",
         version="1.0.0",
@@ -118,18 +105,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(middleware.BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
-            ProblemCORSMiddleware,
+            middleware.ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=CORS_HEADERS,
             expose_headers=CORS_EXPOSED,
         )
-    app.add_middleware(HeadMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(middleware.HeadMiddleware)
+    app.add_middleware(middleware.RequestContextMiddleware)
 
     for module in routers:
         app.include_router(module.router)

@@ -119,29 +119,29 @@ def deleted() -> dict[int | str, dict[str, Any]]:
 def openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's, built once, with problems, precondition headers, and what generated clients need
     said: `security: []` (no token), and a query parameter absent rather than null."""
-    if app.openapi_schema is None:
-        schema = FastAPI.openapi(app)
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (Problem, FieldError):
-            found = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components[model.__name__] = {k: v for k, v in found.items() if k != "$defs"}
-        for obsolete in ("HTTPValidationError", "ValidationError"):
-            components.pop(obsolete, None)
-        for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
-            responses = operation.get("responses", {})
-            headers = next((h for c, h in _PRECONDITIONS.items() if c in responses), {})
-            for name, text in headers.items():
-                parameter = {"name": name, "in": "header", "required": False, **_described(text)}
-                operation.setdefault("parameters", []).append(parameter)
-            operation.setdefault("security", [])
-            for parameter in operation.get("parameters", []):
-                types = parameter.get("schema", {})
-                kinds = [kind for kind in types.get("anyOf", ()) if kind != {"type": "null"}]
-                if parameter["in"] == "query" and len(kinds) == 1:
-                    del types["anyOf"]
-                    types.update(kinds[0])
-        app.openapi_schema = schema
-    return app.openapi_schema
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    schema = FastAPI.openapi(app)  # kept in `app.openapi_schema`: changed once, here
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, FieldError):
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components[model.__name__] = {k: v for k, v in found.items() if k != "$defs"}
+    for obsolete in ("HTTPValidationError", "ValidationError"):
+        components.pop(obsolete, None)
+    for operation in (op for path in schema.get("paths", {}).values() for op in path.values()):
+        responses = operation.get("responses", {})
+        headers = next((h for c, h in _PRECONDITIONS.items() if c in responses), {})
+        for name, text in headers.items():
+            parameter = {"name": name, "in": "header", "required": False, **_described(text)}
+            operation.setdefault("parameters", []).append(parameter)
+        operation.setdefault("security", [])
+        for parameter in operation.get("parameters", []):
+            types = parameter.get("schema", {})
+            kinds = [kind for kind in types.get("anyOf", ()) if kind != {"type": "null"}]
+            if parameter["in"] == "query" and len(kinds) == 1:
+                del types["anyOf"]
+                types.update(kinds[0])
+    return schema
 
 
 def _pinned(response: HTMLResponse) -> str:
@@ -159,21 +159,19 @@ def install_docs(app: FastAPI) -> None:
     if (url := app.openapi_url) is None:
         return
     title = f"{app.title} - docs"
-    # Built once: the pages never change while the process runs.
-    swagger_ui = _pinned(
-        get_swagger_ui_html(
-            openapi_url=url,
-            title=title,
-            swagger_js_url=SWAGGER_UI_JS,
-            swagger_css_url=SWAGGER_UI_CSS,
-            swagger_ui_parameters=app.swagger_ui_parameters,
-        )
+    swagger_ui = get_swagger_ui_html(
+        openapi_url=url,
+        title=title,
+        swagger_js_url=SWAGGER_UI_JS,
+        swagger_css_url=SWAGGER_UI_CSS,
+        swagger_ui_parameters=app.swagger_ui_parameters,
     )
     # No Google fonts: the page's CSP lets no other host serve fonts.
-    redoc = _pinned(
-        get_redoc_html(openapi_url=url, title=title, redoc_js_url=REDOC_JS, with_google_fonts=False)
+    redoc = get_redoc_html(
+        openapi_url=url, title=title, redoc_js_url=REDOC_JS, with_google_fonts=False
     )
-    pages = {"/docs": swagger_ui, "/redoc": redoc}
+    # Built once: the pages never change while the process runs.
+    pages = {"/docs": _pinned(swagger_ui), "/redoc": _pinned(redoc)}
 
     @app.get("/docs", include_in_schema=False)
     @app.get("/redoc", include_in_schema=False)

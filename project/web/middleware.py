@@ -19,29 +19,27 @@ access_log = logging.getLogger("project.access")
 logger = logging.getLogger("project")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every response gets unless its handler set them, encoded once."""
+    return (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", csp.encode()),
+        (b"cache-control", b"no-store"),
+    )
+
+
+API_HEADERS = _security_headers("default-src 'none'; frame-ancestors 'none'")
 # Swagger UI and ReDoc load their scripts and styles from jsDelivr and run an inline script.
-DOCS_CSP = (
+DOCS_HEADERS = _security_headers(
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
     "worker-src 'self' blob:; frame-ancestors 'none'"
 )
-
-
-def _security_headers(csp: str) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers every response gets unless its handler set them, encoded once."""
-    headers = {
-        "x-content-type-options": "nosniff",
-        "x-frame-options": "DENY",
-        "referrer-policy": "no-referrer",
-        "content-security-policy": csp,
-        "cache-control": "no-store",
-    }
-    return tuple((name.encode(), value.encode()) for name, value in headers.items())
-
-
-API_HEADERS, DOCS_HEADERS = _security_headers(API_CSP), _security_headers(DOCS_CSP)
 
 
 def route_template(scope: Scope) -> str | None:
