@@ -16,7 +16,6 @@ from project.config import Settings
 from project.errors import ProblemError
 
 BASE_URL = "/admin"
-VIEWS = (UserAdmin, TeamAdmin, HeroAdmin, PowerAdmin)
 
 
 def _not_a_refusal(record: logging.LogRecord) -> bool:
@@ -61,6 +60,6 @@ def install_admin(app: FastAPI, settings: Settings) -> None:
     routes[:] = [route for route in routes if getattr(route, "name", "") not in files]
     page = admin.admin.exception_handlers[HTTPException]
     admin.admin.exception_handlers = dict.fromkeys((HTTPException, ProblemError), error_page)
-    for view in VIEWS:
+    for view in (UserAdmin, TeamAdmin, HeroAdmin, PowerAdmin):
         # sqladmin wires a view through class attributes: a subclass per app keeps apps apart.
         admin.add_view(type(view.__name__, (view,), {"state": app.state}))

@@ -38,20 +38,19 @@ class ChoicesConverter(ModelConverter):
     """Owners by email, teams and powers by name and owner, where sqladmin shows `str(row)`."""
 
     async def convert(self, *args: Any, **kwargs: Any) -> Any:
-        prop, sessions = kwargs["prop"], kwargs["session_maker"]  # sqladmin passes keywords
-        if prop.key == "owner_id":
-            users = select(col(User.id), col(User.email)).order_by(col(User.email))
-            async with sessions() as session:
+        prop, field_args = kwargs["prop"], kwargs["field_args"]  # sqladmin passes keywords
+        async with kwargs["session_maker"]() as session:  # connects only if a query runs
+            if prop.key == "owner_id":
+                users = select(col(User.id), col(User.email)).order_by(col(User.email))
                 choices = [(str(i), email) for i, email in await session.execute(users)]
-            kwargs["field_args"] = {**kwargs["field_args"], "choices": choices, "coerce": uuid.UUID}
-        elif isinstance(prop, RelationshipProperty):
-            target = prop.mapper.class_
-            stmt = select(col(target.id), col(target.name), col(User.email))
-            stmt = stmt.join(User, col(User.id) == target.owner_id)
-            stmt = stmt.order_by(col(User.email), col(target.name_key))
-            async with sessions() as session:
+                kwargs["field_args"] = {**field_args, "choices": choices, "coerce": uuid.UUID}
+            elif isinstance(prop, RelationshipProperty):
+                target = prop.mapper.class_
+                stmt = select(col(target.id), col(target.name), col(User.email))
+                stmt = stmt.join(User, col(User.id) == target.owner_id)
+                stmt = stmt.order_by(col(User.email), col(target.name_key))
                 data = [(str(i), f"{n} · {e}") for i, n, e in await session.execute(stmt)]
-            kwargs["field_args"] = {**kwargs["field_args"], "data": data}
+                kwargs["field_args"] = {**field_args, "data": data}
         return await super().convert(*args, **kwargs)
 
 

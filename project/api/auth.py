@@ -13,6 +13,7 @@ from project.web.docs import problems
 from project.web.routing import api_router, client_address, created_response
 
 router = api_router("/auth", ["auth"])
+BAD_TOKEN = problems(status.HTTP_401_UNAUTHORIZED)
 
 
 @router.post(
@@ -38,8 +39,7 @@ async def register(
 ) -> Response:
     """Create an account."""
     user = await users.create(db, hasher, body.email, body.password, body.full_name)
-    location = str(request.url_for("read_user", id=user["id"]))
-    return created_response(request, user, None, location)
+    return created_response(request, user, None, str(request.url_for("read_user", id=user["id"])))
 
 
 @router.post(
@@ -83,7 +83,7 @@ async def login(
     return pair
 
 
-@router.post("/refresh", responses=problems(status.HTTP_401_UNAUTHORIZED))
+@router.post("/refresh", responses=BAD_TOKEN)
 async def refresh(body: RefreshRequest, session: SessionDep, tokens: TokensDep) -> TokenPair:
     """Trade a refresh token for a new pair. Each refresh token works once: presenting a
     spent one ends its whole session. A session lasts `SESSION_MAX_DAYS` (30) from its
@@ -91,22 +91,14 @@ async def refresh(body: RefreshRequest, session: SessionDep, tokens: TokensDep) 
     return await sessions.rotate(session, tokens, body.refresh_token)
 
 
-@router.post(
-    "/logout",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_401_UNAUTHORIZED),
-)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=BAD_TOKEN)
 async def logout(body: RefreshRequest, session: SessionDep, tokens: TokensDep) -> None:
     """End the session of this refresh token; its access tokens stop working at once."""
     await sessions.end(session, tokens, body.refresh_token)
 
 
-@router.post(
-    "/logout-all",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_401_UNAUTHORIZED),
-)
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=BAD_TOKEN)
 async def logout_all(me: Me) -> None:
     """End every session of the caller, on every device."""
     await sessions.end_all(me.session, me.row.id)
-    await me.done()
+    await me.commit()

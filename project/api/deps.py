@@ -16,13 +16,7 @@ from project.data.views import View
 from project.data.writes import lock
 from project.database import commit, get_database, get_session
 from project.db.driver import Driver
-from project.errors import (
-    ACCOUNT_GONE,
-    AuthenticationFailed,
-    NotFound,
-    PreconditionFailed,
-    ProblemError,
-)
+from project.errors import ACCOUNT_GONE, AuthenticationFailed, NotFound, PreconditionFailed
 from project.models import User
 from project.services import users
 from project.web.routing import json_body, require_match
@@ -42,9 +36,7 @@ class AccessTokenBearer(OAuth2PasswordBearer):
     also checks the token's signature and expiry: one dependency per request, not two."""
 
     def __init__(self) -> None:
-        super().__init__(
-            tokenUrl="/api/v1/auth/login", scheme_name="OAuth2PasswordBearer", auto_error=False
-        )
+        super().__init__("/api/v1/auth/login", "OAuth2PasswordBearer", auto_error=False)
 
     async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
         if len(request.headers.getlist("authorization")) > 1:
@@ -95,7 +87,7 @@ class Edit(Generic[M]):
     ) -> None:
         self.row, self.view, self.session = row, view, session
         self.caller, self.request = caller, request
-        self.gone: ProblemError = NotFound(view.name)
+        self.gone: NotFound | AuthenticationFailed = NotFound(view.name)
 
     async def _read(self) -> dict[str, Any]:
         db = await Driver.of(await self.session.connection())
@@ -105,7 +97,8 @@ class Edit(Generic[M]):
         if self.view.versioned:
             require_match(self.request, self.view.etag(await self._read()) or "")
 
-    async def _commit(self, flush_only: bool = False) -> None:
+    async def commit(self, flush_only: bool = False) -> None:
+        """Commit what the route changed (or only flush it, to read the row back first)."""
         try:
             await commit(self.session, self.view.conflict, flush_only=flush_only)
         except PreconditionFailed:
@@ -119,9 +112,9 @@ class Edit(Generic[M]):
         """Apply `body` with `apply`; the row as it is then, with its new ETag."""
         await self._preconditions()
         await apply(self.session, self.row, body)
-        await self._commit(flush_only=True)
+        await self.commit(flush_only=True)
         item = await self._read()
-        await self._commit()
+        await self.commit()
         etag = self.view.etag(item)
         return json_body(item, headers=None if etag is None else {"ETag": etag})
 
@@ -131,11 +124,7 @@ class Edit(Generic[M]):
             await remove(self.session, self.row)
         except NotFound:
             raise self.gone from None
-        await self._commit()
-
-    async def done(self) -> None:
-        """Commit what the route changed by itself."""
-        await self._commit()
+        await self.commit()
 
 
 def editing(view: View, superuser: bool = False) -> Callable[..., Awaitable[Edit[Any]]]:

@@ -35,9 +35,8 @@ async def ready(request: Request) -> Readiness:
         raise ServiceUnavailable("Every database connection is in use.")
     revisions: Revisions = request.app.state.revisions
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
-            async with database.engine.connect() as connection:
-                problem = await revisions.problem(connection)
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), database.engine.connect() as connection:
+            problem = await revisions.problem(connection)
     except Exception as exc:
         _note(request, f"the database does not answer: {exc!r}")
         raise ServiceUnavailable("The database does not answer.") from exc

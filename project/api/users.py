@@ -17,9 +17,7 @@ from project.web.routing import api_router, client_address, json_body
 router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
 ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
-CHANGE_USER = problems(
-    status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND, status.HTTP_409_CONFLICT
-)
+CHANGE_USER = {**ONE_USER, **problems(status.HTTP_409_CONFLICT)}
 
 
 @router.get("/me", response_model=UserPublic)
@@ -44,21 +42,16 @@ async def change_password(
 ) -> None:
     """Change the caller's password; every other session of the caller ends. Wrong current
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
+    client = client_address(request)
     try:
         await check_credentials(
-            me.session,
-            hasher,
-            settings,
-            me.row.email,
-            body.current_password,
-            client_address(request),
-            sign_in=False,
+            me.session, hasher, settings, me.row.email, body.current_password, client, sign_in=False
         )
     except AuthenticationFailed:
         raise BadRequest("The current password is wrong.") from None
     hashed = await hasher.hash(body.new_password)
     await users.update(me.session, me.row, UserUpdateMe(), hashed, keep=me.caller.session_id)
-    await me.done()
+    await me.commit()
 
 
 @router.delete(
