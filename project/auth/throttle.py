@@ -66,16 +66,13 @@ async def end_attempt(session: AsyncSession, attempt_id: uuid.UUID, failed: bool
     await session.commit()
 
 
-class Turns:
-    """One email's sign-ins take turns, `width` at a time, so none in flight go over the limit."""
-
-    def __init__(self) -> None:
-        # A key's turns last while someone takes or waits for one (a local of `take` holds them).
-        self._turns: WeakValueDictionary[str, asyncio.Semaphore] = WeakValueDictionary()
+class Turns(WeakValueDictionary[str, asyncio.Semaphore]):
+    """One email's sign-ins take turns, `width` at a time, so none in flight go over the limit.
+    A key's turns last while someone takes or waits for one (a local of `take` holds them)."""
 
     @asynccontextmanager
     async def take(self, key: str, width: int = 1) -> AsyncIterator[None]:
-        turns = self._turns.setdefault(key, asyncio.Semaphore(width))
+        turns = self.setdefault(key, asyncio.Semaphore(width))
         try:
             async with asyncio.timeout(TURN_WAIT_SECONDS):
                 await turns.acquire()

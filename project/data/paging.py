@@ -24,7 +24,6 @@ from project.text import NAME_MAX, NO_NUL, fold, trim
 T = TypeVar("T")
 PAGING_FIELDS = frozenset({"limit", "cursor", "include_total"})
 
-
 SORT_HELP = "The field to sort by, with `-` first for descending; ties are broken by id."
 
 
@@ -49,16 +48,13 @@ def _blank_is_none(text: str | None) -> str | None:
     return None if text is None else trim(text) or None
 
 
+SEARCH_HELP = (
+    "Case-insensitive substring search: names (users: email and full name)."
+    " Surrounding blanks are ignored; empty or blank matches everything."
+)
 SearchText = Annotated[
     str | None,
-    Field(
-        max_length=NAME_MAX,
-        pattern=NO_NUL,
-        description=(
-            "Case-insensitive substring search: names (users: email and full name)."
-            " Surrounding blanks are ignored; empty or blank matches everything."
-        ),
-    ),
+    Field(max_length=NAME_MAX, pattern=NO_NUL, description=SEARCH_HELP),
     AfterValidator(_blank_is_none),
 ]
 
@@ -76,7 +72,6 @@ def search(*keys: Any) -> Filter:
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null at the end."
     )
@@ -115,10 +110,8 @@ def _sort_key(value: Any, sql_type: TypeEngine[Any]) -> Any:
             raise ValueError(f"not a {bits}-bit integer")
         return value
     if isinstance(impl, String):
-        if not isinstance(value, str):
-            raise ValueError("not a string")
-        if "\x00" in value:
-            raise ValueError("a NUL character")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError("not a string, or one with a NUL character")
         value.encode()  # a lone surrogate raises UnicodeEncodeError, a ValueError
         return value
     # A sort on a column of another type needs its own case here (and in `Pager.encode`).
@@ -154,11 +147,8 @@ class Pager:
             if not hmac.compare_digest(signature, self._sign(payload)):
                 raise ValueError("bad signature")
             fingerprint, value, row_id = json.loads(payload)
-        except (ValueError, binascii.Error, TypeError) as exc:
+            if fingerprint == _fingerprint(query):
+                return _sort_key(value, key.type), uuid.UUID(row_id)
+        except (ValueError, binascii.Error, TypeError, KeyError) as exc:
             raise InvalidField(["query", "cursor"], NOT_ISSUED) from exc
-        if fingerprint != _fingerprint(query):
-            raise InvalidField(["query", "cursor"], ANOTHER_LIST)
-        try:
-            return _sort_key(value, key.type), uuid.UUID(row_id)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise InvalidField(["query", "cursor"], NOT_ISSUED) from exc
+        raise InvalidField(["query", "cursor"], ANOTHER_LIST)

@@ -34,12 +34,9 @@ def _superuser(rows: Sequence[Row], superuser: bool) -> bool:
 
 async def check_caller(db: Driver, caller: Caller, superuser: bool = False) -> bool:
     """Whether the caller is a superuser (401, 403 as `_superuser`)."""
-    rows = await db.fetch(STATEMENTS.get(db.dialect, "caller", _caller), **_ids(caller))
+    statement = STATEMENTS.get(db.dialect, "caller", _caller)
+    rows = await db.fetch(statement, sid=caller.session_id, uid=caller.user_id)
     return _superuser(rows, superuser)
-
-
-def _ids(caller: Caller) -> dict[str, uuid.UUID]:
-    return {"sid": caller.session_id, "uid": caller.user_id}
 
 
 async def read_row(db: Driver, view: View, row_id: uuid.UUID) -> dict[str, Any]:
@@ -62,7 +59,9 @@ class Rows:
     async def one(self, view: View, row_id: uuid.UUID, superuser: bool = False) -> dict[str, Any]:
         """The row as the API shows it, if the caller may see it: one statement."""
         one = STATEMENTS.get(self.db.dialect, (view, "one"), view.one)
-        rows = await self.db.fetch(one, id=row_id, **_ids(self.caller))
+        rows = await self.db.fetch(
+            one, id=row_id, sid=self.caller.session_id, uid=self.caller.user_id
+        )
         _superuser(rows, superuser)
         if not (found := view.items(rows, start=1)):
             raise NotFound(view.name)

@@ -58,8 +58,7 @@ def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedd
     """The public fields named like a relationship of `model`."""
     relationships = sa.inspect(model).relationships
     for name, field in public.model_fields.items():
-        if name in relationships:
-            prop = relationships[name]
+        if (prop := relationships.get(name)) is not None:
             key = None if prop.uselist else next(iter(prop.local_columns)).key
             nested = [t for t in (field.annotation, *get_args(field.annotation)) if _model(t)]
             fields = tuple(nested[0].model_fields)
@@ -89,6 +88,7 @@ class View:
         # Rows of an owned table are their owner's; a user is its own.
         self.owner = "owner_id" if "owner_id" in model.model_fields else "id"
         self.embedded = tuple(_embedded(model, public))
+        self._embedded_order = [column for e in self.embedded for column in e.order_by]
         # The rows a row names by a foreign key: of another table with owners (the owner's
         # own key aside), whose rows it may only name if they are its owner's too.
         shown = {e.key: e for e in self.embedded if e.key}
@@ -128,9 +128,6 @@ class View:
             stmt = stmt.outerjoin(getattr(t, embedded.name))
         return stmt
 
-    def _in_order(self) -> list[sa.ColumnElement[Any]]:
-        return [column for e in self.embedded for column in e.order_by]
-
     def one(self) -> Select:
         """The caller's superuser flag and the row `:id` if the caller may see it, joined to
         the caller's live session: no row means 401, a row without the target 404."""
@@ -140,13 +137,12 @@ class View:
         source = callers.outerjoin(t, (t.id == sa.bindparam("id")) & visible)
         stmt = self._select(source, t, col(User.is_superuser))
         live = live_session(sa.bindparam("sid"), sa.bindparam("uid"))
-        return stmt.where(live).order_by(*self._in_order())
+        return stmt.where(live).order_by(*self._embedded_order)
 
     def row(self) -> Select:
         """The row `:id`, for whoever has already been let at it."""
         t = aliased(self.model, name="target")
-        stmt = self._select(t, t).where(t.id == sa.bindparam("id"))
-        return stmt.order_by(*self._in_order())
+        return self._select(t, t).where(t.id == sa.bindparam("id")).order_by(*self._embedded_order)
 
     def _where(self, scoped: bool, filters: frozenset[str]) -> list[sa.ColumnElement[bool]]:
         where = [self.filters[name].where(sa.bindparam(name)) for name in sorted(filters)]
@@ -171,7 +167,7 @@ class View:
         t = aliased(self.model, page)
         ends = [end.desc() if descending else end for end in (page.c.sort_key, page.c.id)]
         stmt = self._select(t, t).add_columns(page.c.sort_key)
-        return stmt.order_by(*ends, *self._in_order())
+        return stmt.order_by(*ends, *self._embedded_order)
 
     def total(self, scoped: bool, filters: frozenset[str]) -> Select:
         matching = sa.select(col(self.model.id)).where(*self._where(scoped, filters))
@@ -186,12 +182,10 @@ class View:
             if row[row_id] is None:
                 continue  # the outer join found nothing
             if not found or found[-1][1][row_id] != row[row_id]:
-                item: dict[str, Any] = {}
-                for name, e, at in self._plan:
-                    if e is None:
-                        item[name] = row[start + at]
-                    else:
-                        item[name] = [] if e.many else e.of(row, start + at)
+                item = {
+                    name: row[start + at] if e is None else [] if e.many else e.of(row, start + at)
+                    for name, e, at in self._plan
+                }
                 found.append((item, row))
             for name, e, at in self._plan:
                 if e is not None and e.many and (nested := e.of(row, start + at)) is not None:

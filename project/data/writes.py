@@ -3,7 +3,7 @@ checks the caller's session itself (its links, if any, in the same transaction);
 goes through the ORM, which keeps versions. A row refers only to rows of its owner's."""
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, inspect, select, true
@@ -15,7 +15,7 @@ from sqlmodel import SQLModel, col
 from project.auth.sessions import Caller, live_session
 from project.data.rows import check_caller
 from project.data.views import Embedded, View
-from project.db.driver import STATEMENTS, Driver
+from project.db.driver import STATEMENTS, Compiled, Driver
 from project.errors import AuthenticationFailed, InvalidField, NotFound, integrity_problem
 from project.models import AuthSession, User, utcnow
 
@@ -27,10 +27,8 @@ def _insert_statement(view: View, checked: bool) -> Any:
     names = [column.key for column in table.columns]
     row = select(*(bindparam(name, type_=table.c[name].type) for name in names))
     if checked:  # the caller's session is live, and the caller owns the row
-        caller = select(col(User.id)).join(AuthSession, true())
-        row = row.where(
-            caller.where(live_session(bindparam("sid"), bindparam(view.owner))).exists()
-        )
+        live = live_session(bindparam("sid"), bindparam(view.owner))
+        row = row.where(select(col(User.id)).join(AuthSession, true()).where(live).exists())
     return insert_into(table).from_select(names, row).returning(table.c.id)
 
 
@@ -118,18 +116,17 @@ async def _link(
     table = prop.secondary
     parent, target = prop.synchronize_pairs[0][1].key, prop.secondary_synchronize_pairs[0][1].key
     mine = table.c[parent] == bindparam("row_id")
+
+    def statement(kind: str, build: Callable[[], Any]) -> Compiled:
+        return STATEMENTS.get(db.dialect, (view, name, kind), build)
+
     if replace:
-        current = STATEMENTS.get(
-            db.dialect, (view, name, "links"), lambda: select(table.c[target]).where(mine)
-        )
+        current = statement("links", lambda: select(table.c[target]).where(mine))
         if {i for (i,) in await db.fetch(current, row_id=row_id)} == set(ids):
             return False
-        unlink = STATEMENTS.get(
-            db.dialect, (view, name, "unlink"), lambda: delete(table).where(mine)
-        )
-        await db.fetch(unlink, row_id=row_id)
+        await db.fetch(statement("unlink", lambda: delete(table).where(mine)), row_id=row_id)
     if ids:
-        link = STATEMENTS.get(db.dialect, (view, name, "link"), lambda: insert_into(table))
+        link = statement("link", lambda: insert_into(table))
         await db.run_many(link, [{parent: row_id, target: i} for i in dict.fromkeys(ids)])
     return True
 

@@ -70,18 +70,15 @@ VIEW = View(
 async def create(
     db: Driver, owner_id: uuid.UUID, body: HeroCreate, caller: Caller | None = None
 ) -> dict[str, Any]:
-    hero = Hero.model_validate(
-        body.model_dump(exclude={"power_ids"}), update={"owner_id": owner_id}
-    )
+    hero = Hero.model_validate(body.model_dump(exclude={"power_ids"}) | {"owner_id": owner_id})
     return await insert(db, VIEW, hero, caller, links={"powers": body.power_ids})
 
 
 async def update(session: AsyncSession, hero: Hero, body: HeroUpdate) -> None:
     """`power_ids`, when sent, replaces the whole set."""
     links = {"powers": body.power_ids} if "power_ids" in body.model_fields_set else None
-    await change(
-        session, VIEW, hero, body.model_dump(exclude_unset=True, exclude={"power_ids"}), links
-    )
+    changes = body.model_dump(exclude_unset=True, exclude={"power_ids"})
+    await change(session, VIEW, hero, changes, links)
 
 
 async def delete(session: AsyncSession, hero: Hero) -> None:

@@ -49,9 +49,6 @@ async def delete(session: AsyncSession, power: Power) -> None:
     """Heroes that had it lose it (the links go with the power): a change to each hero, so
     their versions (and ETags) move."""
     holders = select(col(HeroPowerLink.hero_id)).where(col(HeroPowerLink.power_id) == power.id)
-    await session.execute(
-        update_rows(Hero)
-        .where(col(Hero.id).in_(holders))
-        .values(version=Hero.version + 1, updated_at=utcnow())
-    )
+    changed = update_rows(Hero).values(version=Hero.version + 1, updated_at=utcnow())
+    await session.execute(changed.where(col(Hero.id).in_(holders)))
     await session.delete(power)

@@ -52,9 +52,6 @@ async def update(session: AsyncSession, team: Team, body: TeamUpdate) -> None:
 async def delete(session: AsyncSession, team: Team) -> None:
     """Its heroes stay, without a team. The foreign key would unlink them by itself (SET
     NULL), but losing its team is a change to each hero: their versions (and ETags) move."""
-    await session.execute(
-        update_rows(Hero)
-        .where(col(Hero.team_id) == team.id)
-        .values(team_id=None, version=Hero.version + 1, updated_at=utcnow())
-    )
+    teamless = update_rows(Hero).values(team_id=None, version=Hero.version + 1, updated_at=utcnow())
+    await session.execute(teamless.where(col(Hero.team_id) == team.id))
     await session.delete(team)

@@ -84,12 +84,8 @@ async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
     requests wait for each other instead of deadlocking."""
     if not (user.is_superuser and user.is_active):
         return
-    superusers = await session.scalars(
-        select(col(User.id))
-        .where(col(User.is_superuser), col(User.is_active))
-        .order_by(col(User.id))
-        .with_for_update()
-    )
+    active = select(col(User.id)).where(col(User.is_superuser), col(User.is_active))
+    superusers = await session.scalars(active.order_by(col(User.id)).with_for_update())
     if not any(found != user.id for found in superusers):
         raise Conflict(LAST_SUPERUSER)
 
@@ -106,12 +102,10 @@ async def update(
     it but `keep`: none outlives the rights or the password it was signed in with. The last
     active superuser keeps its rights (409)."""
     changes = body.model_dump(exclude_unset=True)
-    if changes.get("is_active") is False or changes.get("is_superuser") is False:
+    lost = [right for right in ("is_active", "is_superuser") if changes.get(right) is False]
+    if lost:
         await ensure_not_last_superuser(session, user)
-    ends_sessions = password_hash is not None or any(
-        getattr(user, right) and changes.get(right) is False
-        for right in ("is_active", "is_superuser")
-    )
+    ends_sessions = password_hash is not None or any(getattr(user, right) for right in lost)
     await change(session, VIEW, user, changes)
     if password_hash is not None:
         user.hashed_password = password_hash
