@@ -175,6 +175,42 @@ async def test_sqlite_writers_queue_instead_of_failing(tmp_path: Path) -> None:
     assert "database is locked" not in server.log()
 
 
+async def test_sqlite_writers_in_sessions_and_on_the_driver_share_a_small_pool(
+    tmp_path: Path,
+) -> None:
+    """A PATCH writes in a session, a POST without references in one statement on the driver,
+    both in this process's turn to write. On a pool of two, under a crowd of both, none waits
+    out the pool's timeout: each takes a connection first, then its turn, in the same order."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'mixed.db'}"
+    await migrate(url)
+    failures: list[str] = []
+    env = {"DB_POOL_SIZE": "2", "DB_POOL_TIMEOUT": "3"}
+    with LiveServer(url, tmp_path, env=env) as server:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+            auth = await sign_up(http, "mixed@example.com")
+            body = {"name": "Target", "secret_name": "s"}
+            hero = (await http.post("/api/v1/heroes", json=body, headers=auth)).json()
+            deadline = time.monotonic() + 4
+
+            async def writer(n: int) -> None:
+                count = 0
+                while time.monotonic() < deadline:
+                    count += 1
+                    if n % 2:
+                        body = {"name": f"w{n}-{count}", "secret_name": "s"}
+                        response = await http.post("/api/v1/heroes", json=body, headers=auth)
+                    else:
+                        url = f"/api/v1/heroes/{hero['id']}"
+                        response = await http.patch(url, json={"age": count}, headers=auth)
+                    if response.status_code not in (200, 201):
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+            await asyncio.gather(*(writer(n) for n in range(32)))
+    assert failures == []
+    assert "Traceback" not in server.log()
+
+
 async def test_sqlite_writers_of_one_process_take_turns_in_arrival_order(tmp_path: Path) -> None:
     """SQLite's busy handler lets a newer writer overtake older ones, so under load an old one
     can wait past any timeout. The writers of one process queue in arrival order instead:

@@ -75,7 +75,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         self._events = (engine.sync_engine if conn is None else conn.sync_connection).dispatch  # type: ignore[union-attr]
         self._driver: Any = raw and raw.driver_connection
         self._sqlite, self._retry = self.dialect.name == "sqlite", idempotent
-        self.turn = turn  # a writer's turn (SQLite: one writer of this process at a time)
+        self._turn = turn  # a writer's turn (SQLite: one writer of this process at a time)
 
     @classmethod
     async def of(cls, conn: AsyncConnection) -> "Driver":
@@ -154,11 +154,22 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         return not isinstance(exc, asyncpg.PostgresError) or bool(self._driver.is_closed())
 
     @asynccontextmanager
+    async def turn(self) -> AsyncIterator[Any]:
+        """The writer's turn, with the connection in hand first, as a session's writer takes
+        them: waiting for the turn without a connection, while those before it wait for the
+        turn holding every connection, would be a deadlock."""
+        try:
+            driver = self._driver or await self._connect()
+        except Exception as exc:
+            await self._raise(exc, "BEGIN")
+        async with self._turn():
+            yield driver
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
         """Every statement run inside is written, or none is (on a connection of its own)."""
-        async with self.turn():
+        async with self.turn() as driver:
             try:
-                driver = self._driver or await self._connect()
                 # aiosqlite's connection and asyncpg's transaction both commit and roll back.
                 tx = driver if self._sqlite else driver.transaction()
                 await (driver.execute(BEGIN_IMMEDIATE) if self._sqlite else tx.start())
