@@ -64,17 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     add("check-settings", help="check the settings and say what is wrong")
     args = parser.parse_args(argv)
 
+    try:  # every command needs settings the service could run with; each problem is said
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join(map(str, error["loc"])).upper()
+            for line in error["msg"].removeprefix("Value error, ").splitlines():
+                print(f"{where + ': ' if where else ''}{line}", file=sys.stderr)
+        return 2
     if args.command == "check-settings":
-        try:
-            print(f"Settings are valid ({get_settings().environment}).")
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                where = ".".join(map(str, error["loc"])).upper()
-                for line in error["msg"].removeprefix("Value error, ").splitlines():
-                    print(f"{where + ': ' if where else ''}{line}", file=sys.stderr)
-            return 2
+        print(f"Settings are valid ({settings.environment}).")
     # A command run without the service's environment would quietly use a development database.
-    print(f"Database: {make_url(get_settings().database_url).render_as_string(hide_password=True)}")
+    print(f"Database: {make_url(settings.database_url).render_as_string(hide_password=True)}")
     if args.command == "check-settings":
         return 0
     email, password = canonical_email(getattr(args, "email", None) or ""), ""

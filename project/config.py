@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from project.text import PASSWORD_MAX, PASSWORD_MIN
+
 # The key committed in `.env` for local development. Production refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me-0123456789abcdef"  # noqa: S105
 DRIVERS = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -102,6 +104,12 @@ class Settings(BaseSettings):
             for origin in self.cors_origins
             if origin != "*" and not ORIGIN.match(origin)
         ]
+        first_password = (self.first_superuser_password or SecretStr("")).get_secret_value()
+        if first_password and not PASSWORD_MIN <= len(first_password) <= PASSWORD_MAX:
+            problems.append(
+                f"FIRST_SUPERUSER_PASSWORD must be {PASSWORD_MIN} to {PASSWORD_MAX} characters,"
+                " as every password is"
+            )
         if len(key.encode()) < 32:
             problems.append("SECRET_KEY must be at least 32 bytes")
         if production and key == DEVELOPMENT_SECRET_KEY:

@@ -20,6 +20,8 @@ from project.text import (
     NAME_MAX,
     NO_NUL,
     NOT_BLANK,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
     Email,
     LongText,
     Name,
@@ -35,7 +37,6 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-PASSWORD_MIN, PASSWORD_MAX = 8, 256
 # JSON has real booleans and numbers: `"17"` or `true` for an age is a client bug, not an age.
 STRICT = {"strict": True}
 

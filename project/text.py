@@ -11,6 +11,7 @@ NO_NUL = r"^[^\x00]*$"
 # What `str.strip()` strips (nothing past U+3000), for the schema's pattern to say the same.
 BLANKS = "".join(filter(str.isspace, map(chr, range(0x3001))))
 NAME_MAX = 255
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
 NAME_KEY_BYTES = 4 * NAME_MAX  # UTF-8 bytes of a name's folded key (see `fold`)
 # Unicode's Default_Ignorable_Code_Point: characters that show nothing.
 INVISIBLE_BMP = (

@@ -354,6 +354,36 @@ async def test_first_superuser_is_created_at_startup_once(settings: Settings, ap
     assert [u["email"] for u in everyone.json()["items"]] == ["root@example.com"]
 
 
+def test_a_first_superuser_password_that_breaks_the_rules_stops_the_service(
+    database_url: str,
+) -> None:
+    """FIRST_SUPERUSER_PASSWORD follows the rules every password does: a service started with
+    a short one refuses to start, saying why, and makes no account anyone could sign in to."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "FIRST_SUPERUSER_EMAIL": "root@example.com",
+        "FIRST_SUPERUSER_PASSWORD": "x",
+    }
+    checked = _manage(["check-settings"], env)
+    assert checked.returncode == 2
+    assert "FIRST_SUPERUSER_PASSWORD must be 8 to 256 characters" in checked.stderr
+    with pytest.raises(ValueError, match="FIRST_SUPERUSER_PASSWORD must be 8 to 256"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None, first_superuser_email="root@example.com", first_superuser_password="x"
+        )
+    started = subprocess.run(
+        [sys.executable, "-c", "import project.app"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "FIRST_SUPERUSER_PASSWORD must be 8 to 256 characters" in started.stderr
+
+
 def _manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`python -m project ...` as an operator runs it, with no terminal to ask on."""
     return subprocess.run(

@@ -19,8 +19,8 @@ from sqlmodel import col
 from project.auth import sessions, throttle
 from project.config import Settings
 from project.errors import AuthenticationFailed, ServiceUnavailable
-from project.models import PASSWORD_MAX, User
-from project.text import NO_NUL, canonical_email
+from project.models import User
+from project.text import NO_NUL, PASSWORD_MAX, canonical_email
 
 
 class PasswordHasher:
