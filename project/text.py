@@ -21,7 +21,11 @@ INVISIBLE_BMP = (
 INVISIBLE = INVISIBLE_BMP + "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
 # Visible text, no NUL, as `\uXXXX` escapes (ECMA-262 without `u`: past U+FFFF, `trim` refuses).
 _ESCAPED = "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in BLANKS + INVISIBLE_BMP)
-NOT_BLANK = f"^[^\\x00]*[^\\x00{_ESCAPED}][^\\x00]*$"
+# Bidirectional embeddings, overrides and isolates: they can make a name display as other text.
+BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_BIDI = "\\u202a-\\u202e\\u2066-\\u2069"
+NOT_BLANK = f"^[^\\x00{_BIDI}]*[^\\x00{_ESCAPED}][^\\x00{_BIDI}]*$"
+BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 IGNORABLE = re.compile(f"[{INVISIBLE}]")
 EDGES = re.compile(f"^[{BLANKS}{INVISIBLE}]+|[{BLANKS}{INVISIBLE}]+\\Z")
 

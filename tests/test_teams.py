@@ -12,7 +12,7 @@ from httpx import AsyncClient
 from project.data.rows import Rows
 from project.models import Team
 from project.services import teams
-from project.text import BLANKS, IGNORABLE, NOT_BLANK
+from project.text import BIDI, BLANKS, IGNORABLE, NOT_BLANK
 from tests.factories import Account, assert_problem, create
 
 
@@ -183,10 +183,40 @@ def test_the_name_pattern_knows_every_blank_that_is_stripped() -> None:
     for blank in every_blank:
         assert re.fullmatch(NOT_BLANK, blank * 3) is None
         assert re.fullmatch(NOT_BLANK, f"{blank}x{blank}")
-    # And the invisible characters that `/docs`'s pattern can name (those up to U+FFFF).
+    # And the invisible characters that `/docs`'s pattern can name (those up to U+FFFF); the
+    # bidirectional controls among them are refused anywhere (see below).
     for invisible in (chr(c) for c in range(0x10000) if IGNORABLE.fullmatch(chr(c))):
         assert re.fullmatch(NOT_BLANK, invisible * 3) is None
-        assert re.fullmatch(NOT_BLANK, f"{invisible}x{invisible}")
+        framed = re.fullmatch(NOT_BLANK, f"{invisible}x{invisible}")
+        assert (framed is None) == bool(BIDI.match(invisible))
+
+
+async def test_text_with_bidirectional_controls_is_422(
+    client: AsyncClient, alice: Account, bob: Account
+) -> None:
+    """U+202E and its kin reorder what follows them: `\u202egpj.exe` shows as `exe.jpg`. No
+    name or other text a person reads may hold one, where it came from or wherever it sits."""
+    team = await create(client, alice, "teams", name="Avengers", headquarters="New York")
+    controls = [*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))]
+    for control in controls:
+        for body in (
+            {"name": f"Ad{control}nimda", "headquarters": "x"},
+            {"name": f"{control}Avengers", "headquarters": "x"},
+            {"name": "Avengers 2", "headquarters": f"Stark{control} Tower"},
+        ):
+            refused = await client.post("/api/v1/teams", json=body, headers=alice.headers)
+            problem = assert_problem(refused, 422)
+            assert "bidirectional controls" in problem["errors"][0]["msg"], problem
+        renamed = await client.patch(
+            f"/api/v1/teams/{team['id']}", json={"name": f"x{control}y"}, headers=alice.headers
+        )
+        assert assert_problem(renamed, 422)["errors"][0]["loc"] == ["body", "name"]
+        hero = {"name": f"Spider{control}", "secret_name": "Peter"}
+        assert_problem(await client.post("/api/v1/heroes", json=hero, headers=alice.headers), 422)
+        me = {"full_name": f"Bob{control} Smith"}
+        assert_problem(await client.patch("/api/v1/users/me", json=me, headers=bob.headers), 422)
+    # Right-to-left text itself is welcome: only the invisible controls are refused.
+    await create(client, alice, "teams", name="אבג Avengers", headquarters="x")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
 from project.errors import FieldError, ProblemError, ServiceUnavailable, integrity_problem
-from project.text import NO_NUL, NOT_BLANK
+from project.text import BIDI, NO_NUL, NOT_BLANK
 
 logger = logging.getLogger("project.errors")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -81,6 +81,10 @@ def error_message(err: Mapping[str, Any]) -> str:
         return str(err.get("msg", "Invalid value"))
     if "\x00" in str(err.get("input")):
         return "String should not contain a NUL character"
+    if BIDI.search(str(err.get("input"))):
+        return (
+            "String should not contain bidirectional controls (U+202A to U+202E, U+2066 to U+2069)"
+        )
     return "String should have a visible character, not only blanks"
 
 
