@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[
         list[str], NoDecode, _text(lambda text: [o.strip() for o in text.split(",") if o.strip()])
     ] = []
-    docs_enabled: bool = True
+    docs_enabled: bool = Field(
+        default=True, description="Serve /docs, /redoc, /openapi.json (default: off in production)."
+    )
     admin_enabled: bool = Field(default=True, description="Serve the admin UI at /admin.")
     admin_session_hours: int = Field(8, ge=1, description="Hours an admin sign-in lasts, at most.")
     log_level: Annotated[str, _text(str.upper)] = "INFO"
@@ -82,6 +84,8 @@ class Settings(BaseSettings):
         for name, size in (("db_pool_size", 5), ("db_max_overflow", 0)):
             if self.is_sqlite and name not in self.model_fields_set:
                 setattr(self, name, size)
+        if self.environment == "production" and "docs_enabled" not in self.model_fields_set:
+            self.docs_enabled = False  # a production API's manual is published on purpose
         if self.metrics_token is not None and not self.metrics_token.get_secret_value():
             self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
         production, key = self.environment == "production", self.secret_key.get_secret_value()

@@ -540,6 +540,21 @@ async def test_docs_can_be_turned_off(settings: Settings) -> None:
             assert_problem(await http.get(path), 404)
 
 
+async def test_docs_are_off_in_production_unless_turned_on() -> None:
+    from httpx import ASGITransport
+
+    for settings, served in (
+        (production_settings(), False),
+        (production_settings(docs_enabled=True), True),
+        (Settings(_env_file=None, environment="development"), True),  # type: ignore[call-arg]
+    ):
+        app = create_app(settings)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+            for path in ("/docs", "/redoc", "/openapi.json"):
+                response = await http.get(path)
+                assert (response.status_code == 200) is served, (settings.environment, path)
+
+
 async def test_the_openapi_document_is_a_usable_manual(client: AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     operation_ids = []
