@@ -430,4 +430,7 @@ class PoolUsage(SQLModel):
 
 class Readiness(Liveness):
     database: str = Field(description="`ok` when the database answered a query.")
-    pool: PoolUsage
+    pool: PoolUsage | None = Field(
+        description="Only for a caller with the metrics token (`METRICS_TOKEN`); without one"
+        " set, outside production only."
+    )

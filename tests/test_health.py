@@ -32,6 +32,32 @@ async def test_ready_when_the_database_answers(client: AsyncClient) -> None:
     assert body["pool"]["in_use"] == 0
 
 
+async def test_ready_shows_the_pool_only_to_whoever_may_read_metrics(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    """A load balancer learns ready or not; how busy the pool is stays behind the metrics
+    token (and, with no token set, is shown outside production only)."""
+    token = "m" * 40
+    for update, headers, shown in (
+        ({"environment": "production"}, {}, False),
+        ({"environment": "production", "metrics_token": SecretStr(token)}, {}, False),
+        (
+            {"environment": "production", "metrics_token": SecretStr(token)},
+            {"Authorization": f"Bearer {token}"},
+            True,
+        ),
+        ({"metrics_token": SecretStr(token)}, {"Authorization": "Bearer wrong"}, False),
+    ):
+        original = app.state.settings
+        app.state.settings = original.model_copy(update=update)
+        try:
+            body = (await client.get("/health/ready", headers=headers)).json()
+        finally:
+            app.state.settings = original
+        assert body["database"] == "ok"
+        assert (body["pool"] is not None) is shown, (update, headers)
+
+
 async def test_not_ready_when_the_database_is_gone(app: FastAPI, client: AsyncClient) -> None:
     # An engine whose database cannot be reached, the way a dead server looks to the app.
     unreachable = (

@@ -10,6 +10,7 @@ from project.db.schema import Revisions
 from project.errors import ServiceUnavailable
 from project.models import Liveness, PoolUsage, Readiness
 from project.web.docs import problems
+from project.web.metrics import has_metrics_token
 
 logger = logging.getLogger("project.health")
 
@@ -44,7 +45,11 @@ async def ready(request: Request) -> Readiness:
     if problem is not None:
         # What to do is for the operator, in the log; an anonymous caller only learns that.
         raise ServiceUnavailable("The database schema is not up to date.")
-    return Readiness(status="ok", database="ok", pool=PoolUsage(**pool))
+    settings = request.app.state.settings
+    shown = has_metrics_token(request, settings) and (
+        settings.metrics_token is not None or settings.environment != "production"
+    )
+    return Readiness(status="ok", database="ok", pool=PoolUsage(**pool) if shown else None)
 
 
 def _note(request: Request, problem: str | None) -> None:

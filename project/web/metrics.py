@@ -65,6 +65,15 @@ class RequestMetrics:
                 series[1].observe(seconds)
 
 
+def has_metrics_token(request: Request, settings: Settings) -> bool:
+    """Whether the request carries the metrics bearer token (True when none is set)."""
+    if (token := settings.metrics_token) is None:
+        return True
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and secrets.compare_digest(given.encode(), expected)
+
+
 def install_metrics(app: FastAPI, settings: Settings) -> None:
     """Instrument every request and serve /metrics, when METRICS_ENABLED."""
     if not settings.metrics_enabled:
@@ -101,11 +110,8 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     # A plain def, run in a thread: reading the workers' files never blocks the event loop.
     @router.get(METRICS_PATH)
     def metrics(request: Request) -> Response:
-        if (token := settings.metrics_token) is not None:
-            expected = token.get_secret_value().encode()
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected):
-                raise AuthenticationFailed("/metrics needs the metrics bearer token.")
+        if not has_metrics_token(request, settings):
+            raise AuthenticationFailed("/metrics needs the metrics bearer token.")
         source, directory = registry, os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if directory:
             # Drop crashed workers' live gauges: uvicorn has no hook to call this from.
