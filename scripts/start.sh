@@ -32,4 +32,5 @@ exec python -m uvicorn project.app:app \
     --host "${HOST:-0.0.0.0}" \
     --port "${PORT:-8000}" \
     --workers "${WEB_CONCURRENCY:-2}" \
-    --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_SECONDS:-30}"
+    --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_SECONDS:-30}" \
+    --no-server-header

@@ -318,6 +318,7 @@ def test_start_script_migrates_only_when_asked_then_serves(
         ready = httpx.get(f"{server.url}/health/ready", timeout=5)
         assert ready.status_code == 200
         assert ready.json()["database"] == "ok"
+        assert "server" not in ready.headers  # no software and version for an attacker to read
         body = {"email": "deployed@example.com", "password": "correct horse battery"}
         assert httpx.post(f"{server.url}/api/v1/auth/register", json=body).status_code == 201
 
