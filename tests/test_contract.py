@@ -392,6 +392,14 @@ async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
     # A script can read what a response tells it to do next: the tag, where the new
     # resource is, when to retry, how to authenticate, which methods a path allows.
     assert {"ETag", "Location", "Retry-After", "WWW-Authenticate", "Allow"} <= exposed
+    # The admin answers no other origin, with or without its cookie, preflight or not.
+    for path in ("/admin/login", "/admin/team/list", "/admin"):
+        page = await client.get(path, headers={"Origin": "https://app.example.com"})
+        asked = await client.options(
+            path, headers={"Origin": "https://app.example.com", **preflight}
+        )
+        for response in (page, asked):
+            assert not any(h.startswith("access-control-") for h in response.headers), path
 
 
 def test_cors_refuses_a_wildcard_with_credentials(settings: Settings) -> None:

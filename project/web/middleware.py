@@ -123,7 +123,13 @@ class BodySizeLimitMiddleware:
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS, with a refused preflight in problem+json like every other error."""
+    """Starlette's CORS, with a refused preflight in problem+json like every other error, and
+    none for the admin: its pages work with a cookie, which no other origin may ride."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and f"{scope['path']}/".startswith("/admin/"):
+            return await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
