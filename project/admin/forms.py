@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException, status
 from pydantic import ValidationError
-from sqladmin.filters import ForeignKeyFilter
+from sqladmin.filters import ForeignKeyFilter, OperationColumnFilter
 from sqladmin.forms import ModelConverter
 from sqlalchemy.orm import RelationshipProperty
 from sqlmodel import col, select
@@ -63,3 +63,14 @@ class UUIDForeignKeyFilter(ForeignKeyFilter):
         except ValueError:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Not an id.") from None
         return await super().get_filtered_query(query, value, model)
+
+
+class NumberFilter(OperationColumnFilter):
+    """sqladmin's filter by comparison, refusing a number no integer column holds (64 bits):
+    the driver would raise on it, a 500."""
+
+    def _convert_value_for_column(self, value: str, column_obj: Any, operation: str = "") -> Any:
+        number = super()._convert_value_for_column(value, column_obj, operation)
+        if isinstance(number, int) and not -(2**63) <= number < 2**63:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "No row holds a number that large.")
+        return number

@@ -9,7 +9,7 @@ from fastapi import Request, status
 from pydantic import ValidationError
 from sqladmin.authentication import AuthenticationBackend
 from sqlmodel import col, select, true
-from starlette.datastructures import Headers, MutableHeaders, State
+from starlette.datastructures import Headers, MutableHeaders, QueryParams, State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from project.auth.credentials import LoginForm, check_credentials
@@ -22,6 +22,7 @@ from project.web.routing import client_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CROSS_SITE = "Cross-site requests to the admin are refused."
+NO_PKS = "Name the rows to delete: `?pks=<id>,<id>`."
 # Only sqladmin's own files load (Tabler and select2 set inline styles; no inline script runs).
 # "same-origin" keeps `Origin` on the admin's own posts (see below), and list filters on delete.
 ADMIN_CSP = (
@@ -122,6 +123,8 @@ def admin_guard(app: ASGIApp) -> ASGIApp:
             return await app(scope, receive, send)
         refused = is_cross_site(scope["method"], Headers(scope=scope))
         answer = problem_response(status.HTTP_403_FORBIDDEN, CROSS_SITE) if refused else app
+        if not refused and scope["method"] == "DELETE" and "pks" not in QueryParams(scope["query_string"]):
+            answer = problem_response(status.HTTP_400_BAD_REQUEST, NO_PKS)  # sqladmin: a 500
         await answer(scope, receive, send_with_headers)
 
     return guarded

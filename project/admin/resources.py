@@ -9,14 +9,21 @@ from fastapi import HTTPException, Request, status
 from pydantic import BaseModel, create_model
 from sqladmin import ModelView
 from sqladmin.fields import SelectField
-from sqladmin.filters import BooleanFilter, OperationColumnFilter
+from sqladmin.filters import BooleanFilter
 from sqladmin.formatters import BASE_FORMATTERS
 from sqlmodel import col, select
 from starlette.datastructures import State
 from wtforms import HiddenField, PasswordField, validators
 
 from project import models
-from project.admin.forms import GONE, ChoicesConverter, FormData, UUIDForeignKeyFilter, refusals
+from project.admin.forms import (
+    GONE,
+    ChoicesConverter,
+    FormData,
+    NumberFilter,
+    UUIDForeignKeyFilter,
+    refusals,
+)
 from project.data.writes import lock
 from project.database import commit
 from project.errors import NotFound, PreconditionFailed
@@ -202,7 +209,7 @@ class HeroAdmin(OwnedView, model=models.Hero):
     column_list = (*fields, "owner_id")
     column_searchable_list = ("name", "secret_name")
     column_sortable_list = ("name", "secret_name", "age")
-    column_filters = (TEAM_FILTER, OWNER_FILTER, OperationColumnFilter("age", title="Age"))
+    column_filters = (TEAM_FILTER, OWNER_FILTER, NumberFilter("age", title="Age"))
     form_args: ClassVar[dict[str, dict[str, Any]]] = {"team": {"blank_text": "(no team)"}}
 
     def body(self, data: FormData) -> dict[str, Any]:
