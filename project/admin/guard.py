@@ -123,7 +123,8 @@ def admin_guard(app: ASGIApp) -> ASGIApp:
             return await app(scope, receive, send)
         refused = is_cross_site(scope["method"], Headers(scope=scope))
         answer = problem_response(status.HTTP_403_FORBIDDEN, CROSS_SITE) if refused else app
-        if not refused and scope["method"] == "DELETE" and "pks" not in QueryParams(scope["query_string"]):
+        deleting = scope["method"] == "DELETE" and scope["path"].endswith("/delete")
+        if not refused and deleting and "pks" not in QueryParams(scope["query_string"]):
             answer = problem_response(status.HTTP_400_BAD_REQUEST, NO_PKS)  # sqladmin: a 500
         await answer(scope, receive, send_with_headers)
 
