@@ -41,7 +41,11 @@ TCP_LISTEN = "0A"
 
 def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except FileNotFoundError:
+        return inodes  # the process has exited meanwhile (a worker just killed): it holds none
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
