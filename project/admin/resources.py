@@ -62,6 +62,11 @@ class AppView(ModelView):
             raise HTTPException(status.HTTP_404_NOT_FOUND) from None
         return await super().get_object_for_details(request)
 
+    def search_query(self, stmt: Any, term: str) -> Any:
+        if "\x00" in term:  # PostgreSQL compares no text holding one; no row holds one either
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "A search cannot hold NUL.")
+        return super().search_query(stmt, term)
+
     def body(self, data: FormData) -> dict[str, Any]:
         """The API request body a submitted form stands for: an empty box is no value."""
         return {field: None if data.get(field) == "" else data.get(field) for field in self.fields}
@@ -211,6 +216,11 @@ class HeroAdmin(OwnedView, model=models.Hero):
     column_sortable_list = ("name", "secret_name", "age")
     column_filters = (TEAM_FILTER, OWNER_FILTER, NumberFilter("age", title="Age"))
     form_args: ClassVar[dict[str, dict[str, Any]]] = {"team": {"blank_text": "(no team)"}}
+
+    def search_query(self, stmt: Any, term: str) -> Any:
+        if "\x00" in term:  # PostgreSQL compares no text holding one; no row holds one either
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "A search cannot hold NUL.")
+        return super().search_query(stmt, term)
 
     def body(self, data: FormData) -> dict[str, Any]:
         body = super().body(data)
