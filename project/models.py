@@ -79,11 +79,6 @@ def _text(
     return Field(min_length=min_length, max_length=max_length, schema_extra=extra, **kwargs)
 
 
-def _optional_text(max_length: int = NAME_MAX, pattern: str = NO_NUL) -> Any:
-    """A PATCH field that may be omitted but, when sent, must be a string (never null)."""
-    return _text(max_length, pattern=pattern, default=None)
-
-
 def _timestamp(**column: Any) -> Any:
     columns = {"server_default": func.now(), **column}
     return Field(
@@ -179,7 +174,6 @@ class User(UserBase, Row, table=True):
 @event.listens_for(User, "before_insert")
 @event.listens_for(User, "before_update")
 def _keep_full_name_key(mapper: Mapper[Any], connection: Any, target: User) -> None:
-    """A full name is searched the way names are compared (see `fold`)."""
     target.full_name_key = None if target.full_name is None else fold(target.full_name)
 
 
@@ -243,7 +237,7 @@ class TeamCreate(RequestBody, TeamBase):
 class TeamUpdate(RequestBody):
     model_config = _example({"headquarters": "Avengers Compound"})
 
-    name: Name = _optional_text(pattern=NOT_BLANK)
+    name: Name = _text(pattern=NOT_BLANK, default=None)
     headquarters: Text = Field(default=None)
 
 
@@ -289,7 +283,7 @@ class PowerCreate(RequestBody, PowerBase):
 class PowerUpdate(RequestBody):
     model_config = _example({"description": "Flies faster than sound."})
 
-    name: Name = _optional_text(pattern=NOT_BLANK)
+    name: Name = _text(pattern=NOT_BLANK, default=None)
     description: LongText | None = None
 
 
@@ -356,7 +350,7 @@ class HeroCreate(RequestBody, HeroBase):
 class HeroUpdate(RequestBody):
     model_config = _example({"age": 17, "power_ids": []})
 
-    name: Name = _optional_text(pattern=NOT_BLANK)
+    name: Name = _text(pattern=NOT_BLANK, default=None)
     secret_name: Text = Field(default=None)
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
     team_id: uuid.UUID | None = None

@@ -22,10 +22,9 @@ INVISIBLE = INVISIBLE_BMP + "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e000
 # Visible text, no NUL, as `\uXXXX` escapes (ECMA-262 without `u`: past U+FFFF, `trim` refuses).
 _ESCAPED = "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in BLANKS + INVISIBLE_BMP)
 # Bidirectional embeddings, overrides and isolates: they can make a name display as other text.
-BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
 _BIDI = "\\u202a-\\u202e\\u2066-\\u2069"
 NOT_BLANK = f"^[^\\x00{_BIDI}]*[^\\x00{_ESCAPED}][^\\x00{_BIDI}]*$"
-BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+BIDI = re.compile(f"[{_BIDI}]")
 IGNORABLE = re.compile(f"[{INVISIBLE}]")
 EDGES = re.compile(f"^[{BLANKS}{INVISIBLE}]+|[{BLANKS}{INVISIBLE}]+\\Z")
 

@@ -9,11 +9,13 @@ from project.auth import sessions
 from project.auth.credentials import LoginForm, check_credentials
 from project.models import RefreshRequest, TokenPair, UserCreate, UserPublic
 from project.services import users
-from project.web.docs import problems
+from project.web.docs import described, problems
 from project.web.routing import api_router, client_address, created_response
 
 router = api_router("/auth", ["auth"])
 BAD_TOKEN = problems(status.HTTP_401_UNAUTHORIZED)
+ACCOUNT_URL = "The account's URL, which superusers read; its owner reads `/api/v1/users/me`."
+LOGIN_FORM = {"$ref": "#/components/schemas/LoginForm"}
 
 
 @router.post(
@@ -23,13 +25,7 @@ BAD_TOKEN = problems(status.HTTP_401_UNAUTHORIZED)
     responses={
         status.HTTP_201_CREATED: {
             "description": "The new account.",
-            "headers": {
-                "Location": {
-                    "description": "The account's URL, which superusers read; its owner"
-                    " reads `/api/v1/users/me`.",
-                    "schema": {"type": "string"},
-                }
-            },
+            "headers": {"Location": described(ACCOUNT_URL)},
         },
         **problems(status.HTTP_409_CONFLICT),
     },
@@ -48,23 +44,14 @@ async def register(
         status.HTTP_401_UNAUTHORIZED,
         status.HTTP_429_TOO_MANY_REQUESTS,
         say={
-            status.HTTP_401_UNAUTHORIZED: (
-                "Wrong email or password, or an inactive account: one message for all three."
-            ),
-            status.HTTP_429_TOO_MANY_REQUESTS: (
-                "Too many failed sign-ins for this email or from this address (wait as"
-                " `Retry-After` says), or too many at once (`Retry-After: 1`)."
-            ),
+            status.HTTP_401_UNAUTHORIZED: "Wrong email or password, or an inactive account: one"
+            " message for all three.",
+            status.HTTP_429_TOO_MANY_REQUESTS: "Too many failed sign-ins for this email or from"
+            " this address (wait as `Retry-After` says), or too many at once (`Retry-After: 1`).",
         },
     ),
     # The same form as multipart, as `fetch` sends a `FormData`.
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/LoginForm"}}
-            }
-        }
-    },
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": LOGIN_FORM}}}},
 )
 async def login(
     form: Annotated[LoginForm, Form()],

@@ -43,19 +43,15 @@ class ListQuery(BaseModel):
     sort: str = Field(default="created_at", description=SORT_HELP)
 
 
-def _blank_is_none(text: str | None) -> str | None:
-    # Surrounding blanks are not stored, so not searched for: a blank search filters nothing.
-    return None if text is None else trim(text) or None
-
-
 SEARCH_HELP = (
     "Case-insensitive substring search: names (users: email and full name)."
     " Surrounding blanks are ignored; empty or blank matches everything."
 )
+# Surrounding blanks are not stored, so not searched for: a blank search filters nothing.
 SearchText = Annotated[
     str | None,
     Field(max_length=NAME_MAX, pattern=NO_NUL, description=SEARCH_HELP),
-    AfterValidator(_blank_is_none),
+    AfterValidator(lambda text: None if text is None else trim(text) or None),
 ]
 
 
@@ -118,7 +114,6 @@ def _sort_key(value: Any, sql_type: TypeEngine[Any]) -> Any:
     raise NotImplementedError(f"cursors cannot carry a sort key of type {sql_type}")
 
 
-NOT_ISSUED = "Not a cursor this API issued."
 ANOTHER_LIST = (
     "This cursor belongs to another list, sort or filters; start again from the first page."
 )
@@ -150,5 +145,5 @@ class Pager:
             if fingerprint == _fingerprint(query):
                 return _sort_key(value, key.type), uuid.UUID(row_id)
         except (ValueError, binascii.Error, TypeError, KeyError) as exc:
-            raise InvalidField(["query", "cursor"], NOT_ISSUED) from exc
+            raise InvalidField(["query", "cursor"], "Not a cursor this API issued.") from exc
         raise InvalidField(["query", "cursor"], ANOTHER_LIST)

@@ -1,8 +1,6 @@
-"""What the API shows of a table, and the statements that read it.
-
-A `View` pairs a table with its public model: each public field is a column, a relationship
-(the related rows as their own public model) or a count of the rows that refer to this one.
-From that alone come the statements every resource is read with, built once per shape, and
+"""What the API shows of a table: a `View` pairs it with its public model, each public field a
+column, a relationship (the related rows as their own public model) or a count of the rows that
+refer to this one. From that alone come the statements that read it, built once per shape, and
 the JSON-ready dicts and ETags made of their rows."""
 
 import hashlib
@@ -50,18 +48,15 @@ class Embedded:
         return dict(zip(self.fields, values, strict=True))
 
 
-def _model(kind: Any) -> bool:
-    return isinstance(kind, type) and issubclass(kind, BaseModel)
-
-
 def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedded]:
     """The public fields named like a relationship of `model`."""
     relationships = sa.inspect(model).relationships
     for name, field in public.model_fields.items():
         if (prop := relationships.get(name)) is not None:
             key = None if prop.uselist else next(iter(prop.local_columns)).key
-            nested = [t for t in (field.annotation, *get_args(field.annotation)) if _model(t)]
-            fields = tuple(nested[0].model_fields)
+            kinds = (field.annotation, *get_args(field.annotation))
+            nested = next(t for t in kinds if isinstance(t, type) and issubclass(t, BaseModel))
+            fields = tuple(nested.model_fields)
             yield Embedded(name, prop.mapper.class_, fields, prop.uselist, key, prop.order_by or ())
 
 
@@ -115,8 +110,7 @@ class View:
         self._plan = [(name, *at[name]) for name in public.model_fields]
 
     def _select(self, source: Any, t: Any, *first: Any) -> Select:
-        """The columns of `t` (the table, aliased) the public model shows, from `source`,
-        joined to what it embeds."""
+        """The columns of `t` (the table, aliased) the public model shows, and what it embeds."""
         columns = [*first, *(getattr(t, field) for field in self.fields)]
         columns += [
             sa.select(sa.func.count()).where(key == t.id).scalar_subquery()
@@ -151,8 +145,7 @@ class View:
         return where
 
     def page(self, scoped: bool, sort: str, after: bool, filters: frozenset[str]) -> Select:
-        """`:limit` rows in `sort` order (`after` the cursor's position), each row with what
-        it embeds and, last, its sort key."""
+        """`:limit` rows in `sort` order (`after` the cursor's), each ending with its sort key."""
         key, descending, row_id = self.sorts[sort.lstrip("-")], sort[0] == "-", col(self.model.id)
         inner = sa.select(self.model, key.label("sort_key")).where(*self._where(scoped, filters))
         if after:
@@ -174,8 +167,7 @@ class View:
         return sa.select(sa.func.count()).select_from(matching.subquery())
 
     def items(self, rows: Sequence[Row], start: int = 0) -> list[tuple[dict[str, Any], Row]]:
-        """Each item (in the public model's field order) with its first row; rows come
-        grouped by item, one per embedded row of a list."""
+        """Each item with its first row (rows come grouped by item, one per embedded row)."""
         found: list[tuple[dict[str, Any], Row]] = []
         row_id = start + self._id
         for row in rows:
@@ -193,8 +185,7 @@ class View:
         return found
 
     def item(self, row: SQLModel, **embedded: Any) -> dict[str, Any]:
-        """A new row's item, from the row itself and what it embeds; nothing refers to it
-        yet, so every count is 0."""
+        """A new row's item: nothing refers to it yet, so every count is 0."""
         values = {f: getattr(row, f) for f in self.fields} | dict.fromkeys(self.counts, 0)
         return {name: {**values, **embedded}[name] for name in self.public.model_fields}
 

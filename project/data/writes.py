@@ -35,9 +35,8 @@ def _insert_statement(view: View, checked: bool) -> Any:
 async def insert(
     db: Driver, view: View, row: SQLModel, caller: Caller | None = None, links: Links | None = None
 ) -> dict[str, Any]:
-    """Insert `row`, and link it to the rows `links` lists by relationship; with `caller`,
-    only if the caller's session is live and the caller owns it (401). The row as the API
-    shows it."""
+    """Insert `row` and its `links`; with `caller`, only if the caller's session is live and
+    the caller owns it (401). The row as the API shows it."""
     state = inspect(row)
     mapper = state.mapper
     mapper.dispatch.before_insert(mapper, None, state)  # the model's hooks: keys, timestamps
@@ -110,8 +109,7 @@ async def _owners(
 async def _link(
     db: Driver, view: View, name: str, row_id: uuid.UUID, ids: Sequence[uuid.UUID], replace: bool
 ) -> bool:
-    """Link a row to the rows `ids` by a many-to-many relationship (replacing the links it
-    has); whether its links changed."""
+    """Link a row to the rows `ids` (replacing the links it has); whether its links changed."""
     prop = inspect(view.model).relationships[name]
     table = prop.secondary
     parent, target = prop.synchronize_pairs[0][1].key, prop.secondary_synchronize_pairs[0][1].key

@@ -41,18 +41,18 @@ _DESCRIPTIONS = {
 }
 
 
-def _described(description: str, kind: str = "string") -> dict[str, Any]:
+def described(description: str, kind: str = "string") -> dict[str, Any]:
     return {"description": description, "schema": {"type": kind}}
 
 
-_RETRY_AFTER = {"Retry-After": _described("Seconds to wait before trying again.", "integer")}
-_BEARER = {"WWW-Authenticate": _described("`Bearer`: send an access token.")}
+_RETRY_AFTER = {"Retry-After": described("Seconds to wait before trying again.", "integer")}
+_BEARER = {"WWW-Authenticate": described("`Bearer`: send an access token.")}
 _HEADERS: dict[int, dict[str, Any]] = {
     status.HTTP_401_UNAUTHORIZED: _BEARER,
     status.HTTP_429_TOO_MANY_REQUESTS: _RETRY_AFTER,
     status.HTTP_503_SERVICE_UNAVAILABLE: _RETRY_AFTER,
 }
-_ETAG = {"ETag": _described("The version to send back in `If-Match`.")}
+_ETAG = {"ETag": described("The version to send back in `If-Match`.")}
 # The conditional request headers of reads (they document a 304) and changes (a 412).
 _PRECONDITIONS = {
     "304": {
@@ -84,7 +84,7 @@ def problems(*codes: int, say: dict[int, str] | None = None) -> dict[int | str, 
 
 def created(name: str) -> dict[int | str, dict[str, Any]]:
     """The 201 of a create, with links to what can be done next."""
-    headers = {**_ETAG, "Location": _described(f"The new {name}'s URL.")}
+    headers = {**_ETAG, "Location": described(f"The new {name}'s URL.")}
     ops = (f"{verb}_{name}" for verb in ("read", "update", "delete"))
     links = {op: {"operationId": op, "parameters": {"id": "$response.body#/id"}} for op in ops}
     new = {"description": f"The new {name}.", "headers": headers, "links": links}
@@ -93,7 +93,7 @@ def created(name: str) -> dict[int | str, dict[str, Any]]:
 
 def fetched(name: str) -> dict[int | str, dict[str, Any]]:
     """A read's 200, and the 304 and 412 of its preconditions."""
-    cache_control = _described("As the 200 said it (RFC 9110 §15.4.5).")
+    cache_control = described("As the 200 said it (RFC 9110 §15.4.5).")
     return {
         status.HTTP_200_OK: {"description": f"The {name}.", "headers": _ETAG},
         status.HTTP_304_NOT_MODIFIED: {
@@ -132,7 +132,7 @@ def openapi(app: FastAPI) -> dict[str, Any]:
         responses = operation.get("responses", {})
         headers = next((h for c, h in _PRECONDITIONS.items() if c in responses), {})
         for name, text in headers.items():
-            parameter = {"name": name, "in": "header", "required": False, **_described(text)}
+            parameter = {"name": name, "in": "header", "required": False, **described(text)}
             operation.setdefault("parameters", []).append(parameter)
         operation.setdefault("security", [])
         for parameter in operation.get("parameters", []):

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -82,14 +83,11 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
     registry = CollectorRegistry()
     app.add_middleware(RequestMetrics, registry=registry)
     # This worker's connections; "livesum": /metrics shows the sum over the live workers.
-    gauge: dict[str, Any] = {"registry": registry, "multiprocess_mode": "livesum"}
-    in_use = Gauge(
-        "db_pool_connections_in_use", "Database connections checked out of the pool.", **gauge
-    )
-    capacity = Gauge(
+    gauge = partial(Gauge, registry=registry, multiprocess_mode="livesum")
+    in_use = gauge("db_pool_connections_in_use", "Database connections checked out of the pool.")
+    capacity = gauge(
         "db_pool_connections_capacity",
         "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
-        **gauge,
     )
 
     @asynccontextmanager

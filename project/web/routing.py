@@ -57,13 +57,13 @@ async def _check_request(request: Request, form: bool | None) -> None:
     message["content-type"] = headers.get("content-type", "")
     media_type, charset = message.get_content_type(), message.get_content_charset()
     # RFC 9110 §15.5.16 and RFC 5789 §2.2: a 415 says which media types are accepted.
-    accepted = {"Accept": ", ".join(sorted(FORM_TYPES)) if form else "application/json"}
+    types = sorted(FORM_TYPES) if form else ["application/json"]
+    accepted = {"Accept": ", ".join(types)}
     if not form and request.method == "PATCH":
         accepted["Accept-Patch"] = "application/json"
     is_json = media_type.startswith("application/") and media_type.endswith(("/json", "+json"))
     if not (media_type in FORM_TYPES if form else is_json):
-        wanted = " or ".join(sorted(FORM_TYPES)) if form else "application/json"
-        raise UnsupportedMediaType(f"Send this body as {wanted}.", accepted)
+        raise UnsupportedMediaType(f"Send this body as {' or '.join(types)}.", accepted)
     if charset not in (None, "utf-8", "utf8"):  # RFC 8259 §8.1: JSON is UTF-8; forms too here
         raise UnsupportedMediaType(f"Bodies are read as UTF-8, not {charset}.", accepted)
     if form:
