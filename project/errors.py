@@ -83,9 +83,9 @@ class InvalidField(ProblemError):
 
     status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
 
-    def __init__(self, loc: Sequence[str | int], msg: str, type_: str = "value_error"):
+    def __init__(self, loc: Sequence[str | int], msg: str):
         super().__init__(f"{'.'.join(map(str, loc))}: {msg}")
-        self.errors = [FieldError(loc=list(loc), msg=msg, type=type_)]
+        self.errors = [FieldError(loc=list(loc), msg=msg, type="value_error")]
 
 
 FOREIGN_KEY_VIOLATION = "23503"

@@ -158,10 +158,10 @@ async def change(
     row: Any,
     changes: Mapping[str, Any],
     links: Links | None = None,
-) -> bool:
+) -> None:
     """Set the fields `changes` changes and replace the links `links` lists, each row
     referred to being the row owner's (422). Any change, a link's included, stamps
-    `updated_at`, so a versioned row's version moves too. Whether anything changed."""
+    `updated_at`, so a versioned row's version moves too."""
     db = await Driver.of(await session.connection())
     changed = {field: value for field, value in changes.items() if getattr(row, field) != value}
     await references(db, view, getattr(row, view.owner), changed, links or {})
@@ -171,4 +171,3 @@ async def change(
     if moved:
         row.sqlmodel_update(changed)
         row.updated_at = utcnow()
-    return moved
