@@ -22,6 +22,7 @@ from tests.conftest import ROOT
 from tests.factories import Account, assert_problem, login
 
 WINDOW = 900
+ME = "/api/v1/users/me"
 
 
 async def _fail(client: AsyncClient, email: str, times: int) -> list[int]:
@@ -241,3 +242,23 @@ async def test_guessing_the_current_password_is_throttled_like_a_login(
         429,
     )
     assert_problem(await login(client, alice.email, alice.password), 429)
+
+
+@pytest.mark.parametrize("change", ["delete the account", "change the email"])
+async def test_guessing_the_password_to_a_sensitive_change_is_throttled_like_a_login(
+    client: AsyncClient, alice: Account, settings: Settings, change: str
+) -> None:
+    async def attempt(current: str) -> int:
+        if change == "delete the account":
+            body = {"current_password": current}
+            return (
+                await client.request("DELETE", ME, json=body, headers=alice.headers)
+            ).status_code
+        body = {"email": "new@example.com", "current_password": current}
+        return (await client.patch(ME, json=body, headers=alice.headers)).status_code
+
+    allowed = settings.login_max_failures_per_email
+    assert [await attempt("wrong password") for _ in range(allowed)] == [400] * allowed
+    assert await attempt(alice.password) == 429
+    assert_problem(await login(client, alice.email, alice.password), 429)
+    assert (await client.get(ME, headers=alice.headers)).json()["email"] == alice.email
