@@ -4,6 +4,8 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +29,14 @@ ME = "/api/v1/users/me"
 
 async def _fail(client: AsyncClient, email: str, times: int) -> list[int]:
     return [(await login(client, email, "wrong password")).status_code for _ in range(times)]
+
+
+@asynccontextmanager
+async def _from(app: FastAPI, address: str) -> AsyncIterator[AsyncClient]:
+    """A client at `address`, as the server sees it."""
+    transport = ASGITransport(app=app, client=(address, 4000))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 async def _age_attempts(app: FastAPI, by: timedelta) -> None:
@@ -190,6 +200,66 @@ class TestPerClientLimit:
         transport = ASGITransport(app=app, client=("203.0.113.7", 4000))
         async with AsyncClient(transport=transport, base_url="http://testserver") as other:
             assert (await login(other, alice.email, alice.password)).status_code == 200
+
+    async def test_an_ipv6_client_is_limited_with_its_64(
+        self, app: FastAPI, alice: Account, bob: Account
+    ) -> None:
+        """One IPv6 host may hold a whole /64: its addresses share one budget. IPv4
+        neighbours do not, nor do other /64s."""
+        for n, (flooder, neighbour, other) in enumerate(
+            (
+                ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"),
+                ("198.51.100.1", "::ffff:198.51.100.1", "198.51.100.2"),
+            )
+        ):
+            async with _from(app, flooder) as guesser:
+                assert await _fail(guesser, f"target{n}@example.com", 3) == [401] * 3
+            async with _from(app, neighbour) as same:
+                assert_problem(await login(same, alice.email, alice.password), 429)
+            async with _from(app, other) as elsewhere:
+                assert (await login(elsewhere, bob.email, bob.password)).status_code == 200
+
+    async def test_an_owner_behind_a_locked_address_keeps_refreshing(
+        self, app: FastAPI, alice: Account
+    ) -> None:
+        async with _from(app, "192.0.2.44") as shared:
+            assert await _fail(shared, "target@example.com", 3) == [401] * 3
+            assert_problem(await login(shared, alice.email, alice.password), 429)
+            body = {"refresh_token": alice.tokens["refresh_token"]}
+            assert (await shared.post("/api/v1/auth/refresh", json=body)).status_code == 200
+
+    async def test_an_operator_can_unlock_an_address_at_once(
+        self, app: FastAPI, database_url: str, alice: Account
+    ) -> None:
+        for n, address in enumerate(("2001:db8:7:7::1", "192.0.2.9")):
+            async with _from(app, address) as guesser:
+                assert await _fail(guesser, f"target{n}@example.com", 3) == [401] * 3
+        env = {**os.environ, "DATABASE_URL": database_url, "AUTO_MIGRATE": "false"}
+
+        async def unlock(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "project", "unlock-sign-in", *args]
+            return await asyncio.to_thread(
+                subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True
+            )
+
+        done = await unlock("--address", "2001:db8:7:7:abcd::1")  # any address of the /64
+        assert done.returncode == 0, done.stderr
+        assert "Forgot 3 sign-in attempts for 2001:db8:7:7::/64." in done.stdout
+        async with _from(app, "2001:db8:7:7::1") as unlocked:
+            assert (await login(unlocked, alice.email, alice.password)).status_code == 200
+        async with _from(app, "192.0.2.9") as still:  # only the one named
+            assert_problem(await login(still, alice.email, alice.password), 429)
+        done = await unlock("--address", "192.0.2.9")
+        assert "Forgot 3 sign-in attempts for 192.0.2.9." in done.stdout
+        async with _from(app, "192.0.2.9") as unlocked:
+            assert (await login(unlocked, alice.email, alice.password)).status_code == 200
+        for args, error in (
+            ((), "one of the arguments --email --address is required"),
+            (("--email", alice.email, "--address", "192.0.2.9"), "not allowed with"),
+            (("--address", "2001:db8::/48"), "2001:db8::/48 is no IP address, nor an IPv6 /64"),
+        ):
+            refused = await unlock(*args)
+            assert (refused.returncode, error in refused.stderr) == (2, True), refused.stderr
 
 
 async def test_a_login_refused_as_busy_is_not_a_failure(

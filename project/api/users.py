@@ -4,19 +4,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import Path, Query, Response, status
-from sqlalchemy import select
-from sqlmodel import col
 
-from project.api.deps import AnyUser, Edit, HasherDep, Me, RowsDep, SettingsDep
-from project.auth.credentials import PasswordHasher, check_credentials
-from project.config import Settings
+from project.api.deps import AnyUser, Me, RowsDep
+from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
 from project.models import (
     CurrentPassword,
     PasswordChange,
     User,
-    UserChange,
     UserPublic,
     UserUpdate,
     UserUpdateMe,
@@ -34,19 +30,17 @@ CHANGE_ME = problems(
 )
 
 
-async def _confirm(
-    me: Edit[User], hasher: PasswordHasher, settings: Settings, password: str
-) -> None:
+async def _confirm(me: Me, password: str) -> None:
     """Check the caller's current password. Wrong ones count as failed sign-ins, so a stolen
     access token cannot guess it freely."""
     await me.session.commit()  # wait for a turn holding no lock: others may need it to end theirs
-    client = client_address(me.request)
+    state, client = me.request.app.state, client_address(me.request)
     try:
         await check_credentials(
-            me.session, hasher, settings, me.row.email, password, client, sign_in=False
+            me.session, state.hasher, state.settings, me.row.email, password, client, sign_in=False
         )
     except AuthenticationFailed:
-        if await me.session.scalar(select(col(User.id)).where(col(User.id) == me.row.id)) is None:
+        if await me.session.get(User, me.row.id, populate_existing=True) is None:
             raise me.gone from None  # deleted meanwhile, by a concurrent request
         raise BadRequest("The current password is wrong.") from None
 
@@ -58,12 +52,10 @@ async def read_me(rows: RowsDep) -> Response:
 
 
 @router.patch("/me", response_model=UserPublic, responses=CHANGE_ME)
-async def update_me(
-    body: UserUpdateMe, me: Me, hasher: HasherDep, settings: SettingsDep
-) -> Response:
+async def update_me(body: UserUpdateMe, me: Me) -> Response:
     """Change the caller's email or full name; a new email needs the current password."""
     if body.current_password is not None:
-        await _confirm(me, hasher, settings, body.current_password)
+        await _confirm(me, body.current_password)
     return await me.change(users.update, body)
 
 
@@ -72,24 +64,20 @@ async def update_me(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS),
 )
-async def change_password(
-    body: PasswordChange, me: Me, hasher: HasherDep, settings: SettingsDep
-) -> None:
+async def change_password(body: PasswordChange, me: Me) -> None:
     """Change the caller's password; every other session of the caller ends. Wrong current
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
-    await _confirm(me, hasher, settings, body.current_password)
-    hashed = await hasher.hash(body.new_password)
-    await users.update(me.session, me.row, UserChange(), hashed, keep=me.caller.session_id)
+    await _confirm(me, body.current_password)
+    hashed = await me.request.app.state.hasher.hash(body.new_password)
+    await users.update(me.session, me.row, UserUpdate(), hashed, keep=me.caller.session_id)
     await me.commit()
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_ME)
-async def delete_me(
-    body: CurrentPassword, me: Me, hasher: HasherDep, settings: SettingsDep
-) -> None:
+async def delete_me(body: CurrentPassword, me: Me) -> None:
     """Delete the caller's account, with every team, hero and power it owns; this needs the
     current password."""
-    await _confirm(me, hasher, settings, body.current_password)
+    await _confirm(me, body.current_password)
     await me.delete(users.delete)
 
 
