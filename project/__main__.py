@@ -21,7 +21,7 @@ from project.services import users
 from project.text import canonical_email
 
 
-async def _run(command: str, email: str, password: str) -> str:
+async def _run(command: str, email: str, password: str, client: str = "") -> str:
     settings = get_settings()
     if settings.migrate_at_startup:
         await migrate(settings.database_url)
@@ -44,12 +44,21 @@ async def _run(command: str, email: str, password: str) -> str:
                 ended, tokens = await sessions.prune(session, settings.admin_session_lifetime)
                 done = f"Deleted {ended} ended sessions and {tokens} more expired refresh tokens."
             else:
-                forgot = await throttle.unlock(session, email)
-                done = f"Forgot {forgot} sign-in attempts for {email}."
+                forgot = await throttle.unlock(session, email, client)
+                done = f"Forgot {forgot} sign-in attempts for {client or email}."
             await session.commit()
             return done
     finally:
         await database.dispose()
+
+
+def _client(value: str) -> str:
+    """`--address`: an address, or an IPv6 /64 (`2001:db8::/64`), as the throttle keys it."""
+    address, slash, prefix = value.partition("/")
+    key = throttle.client_key(address)
+    if slash and not (prefix == "64" and key.endswith("/64")):
+        raise argparse.ArgumentTypeError(f"{value} is no IP address, nor an IPv6 /64")
+    return key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     create = add("create-superuser", help="create a superuser unless the email exists")
     create.add_argument("--email", default=os.environ.get("FIRST_SUPERUSER_EMAIL"))
     add("prune-sessions", help="delete ended login sessions and expired refresh tokens")
-    add(
-        "unlock-sign-in", help="forget an email's failed sign-ins, ending its lock at once"
-    ).add_argument("--email", required=True)
+    unlock = add("unlock-sign-in", help="forget an email's or an address's failed sign-ins")
+    which = unlock.add_mutually_exclusive_group(required=True)
+    which.add_argument("--email")
+    which.add_argument("--address", type=_client, help="an IP address, or an IPv6 /64")
     add("check-settings", help="check the settings and say what is wrong")
     args = parser.parse_args(argv)
 
@@ -97,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{error['loc'][0]}: {error['msg']}", file=sys.stderr)
             return 2
         email, password = account.email, account.password
-    print(asyncio.run(_run(args.command, email, password)))
+    print(asyncio.run(_run(args.command, email, password, getattr(args, "address", None) or "")))
     return 0
 
 

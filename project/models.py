@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pydantic import ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import CheckConstraint, DateTime, Index, String, event, false
 from sqlalchemy import Text as SQLText
 from sqlalchemy.engine import Dialect
@@ -186,24 +188,46 @@ class UserCreate(RequestBody, UserBase):
     full_name: Text | None = None
 
 
-class UserUpdateMe(RequestBody):
+class UserChange(RequestBody):
     model_config = _example({"full_name": "Ada Lovelace"})
 
     email: Email = Field(default=None, max_length=254)
     full_name: Text | None = None
 
 
-class UserUpdate(UserUpdateMe):
+class UserUpdateMe(UserChange):
+    current_password: str | None = Field(
+        default=None,
+        max_length=PASSWORD_MAX,
+        exclude=True,  # checked, never stored
+        description="The account's password: required with `email`.",
+        schema_extra={"pattern": NO_NUL, "validate_default": True},
+    )
+
+    @field_validator("current_password")
+    @classmethod
+    def _required_with_email(cls, password: str | None, info: ValidationInfo) -> str | None:
+        if password is None and info.data.get("email") is not None:
+            raise PydanticCustomError("missing", "Field required to change the email")
+        return password
+
+
+class UserUpdate(UserChange):
     is_active: bool = Field(default=None, schema_extra=STRICT)
     is_superuser: bool = Field(default=None, schema_extra=STRICT)
 
 
-class PasswordChange(RequestBody):
+class CurrentPassword(RequestBody):
+    model_config = _example({"current_password": "correct horse battery"})
+
+    current_password: str = _text(PASSWORD_MAX)
+
+
+class PasswordChange(CurrentPassword):
     model_config = _example(
         {"current_password": "correct horse battery", "new_password": "staple battery horse"}
     )
 
-    current_password: str = _text(PASSWORD_MAX)
     new_password: str = _text(PASSWORD_MAX, PASSWORD_MIN)
 
 

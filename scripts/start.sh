@@ -26,11 +26,15 @@ fi
 export PROMETHEUS_MULTIPROC_DIR
 
 # exec: uvicorn becomes this process, so it gets the SIGTERM of `docker stop` and drains.
-# Its own lines (startup, shutdown, a worker that died) are JSON like the service's.
+# Its own lines (startup, shutdown, a worker that died) are JSON like the service's. The
+# client's address comes from X-Forwarded-For when the peer is a proxy FORWARDED_ALLOW_IPS
+# names (uvicorn's default: the loopback addresses).
 exec python -m uvicorn project.app:app \
     --log-config scripts/uvicorn-logging.json \
     --host "${HOST:-0.0.0.0}" \
     --port "${PORT:-8000}" \
     --workers "${WEB_CONCURRENCY:-2}" \
     --timeout-graceful-shutdown "${GRACEFUL_SHUTDOWN_SECONDS:-30}" \
-    --no-server-header
+    --no-server-header \
+    --proxy-headers \
+    --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1,::1}"

@@ -5,6 +5,7 @@ it migrates only when asked, serves with several workers, and replicas that star
 do not race on the migration."""
 
 import copy
+import ipaddress
 import json
 import os
 import re
@@ -133,6 +134,24 @@ def test_compose_runs_database_then_migration_then_app() -> None:
     assert app["environment"].get("RUN_MIGRATIONS", "false") == "false"
     assert migrate["image"] == app["image"] and migrate["build"] == app["build"] == "."
     assert migrate["environment"] == app["environment"]
+
+
+def test_compose_trusts_the_forwarded_address_of_its_networks_gateway_only() -> None:
+    """Behind the host's proxy every connection comes from the compose network's gateway:
+    the app must take the client's address from X-Forwarded-For, trusting that peer alone,
+    or one client's failed sign-ins would lock every client out."""
+    compose = _compose(EXAMPLE_ENV)
+    (network,) = compose["networks"]["default"]["ipam"]["config"]
+    trusted = compose["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"]
+    assert trusted == network["gateway"]
+    assert ipaddress.ip_address(trusted) in ipaddress.ip_network(network["subnet"])
+    serve = shlex.split(START_SCRIPT.read_text().partition("exec python -m uvicorn")[2])
+    assert "--proxy-headers" in serve
+    allowed = serve.index("--forwarded-allow-ips") + 1
+    assert serve[allowed] == "${FORWARDED_ALLOW_IPS:-127.0.0.1,::1}"
+    # An operator's own choice wins over the compose file's.
+    chosen = _compose({**EXAMPLE_ENV, "FORWARDED_ALLOW_IPS": "10.1.2.3"})
+    assert chosen["services"]["app"]["environment"]["FORWARDED_ALLOW_IPS"] == "10.1.2.3"
 
 
 def _compose_plugin() -> bool:

@@ -4,6 +4,8 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -22,10 +24,19 @@ from tests.conftest import ROOT
 from tests.factories import Account, assert_problem, login
 
 WINDOW = 900
+ME = "/api/v1/users/me"
 
 
 async def _fail(client: AsyncClient, email: str, times: int) -> list[int]:
     return [(await login(client, email, "wrong password")).status_code for _ in range(times)]
+
+
+@asynccontextmanager
+async def _from(app: FastAPI, address: str) -> AsyncIterator[AsyncClient]:
+    """A client at `address`, as the server sees it."""
+    transport = ASGITransport(app=app, client=(address, 4000))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 async def _age_attempts(app: FastAPI, by: timedelta) -> None:
@@ -190,6 +201,66 @@ class TestPerClientLimit:
         async with AsyncClient(transport=transport, base_url="http://testserver") as other:
             assert (await login(other, alice.email, alice.password)).status_code == 200
 
+    async def test_an_ipv6_client_is_limited_with_its_64(
+        self, app: FastAPI, alice: Account, bob: Account
+    ) -> None:
+        """One IPv6 host may hold a whole /64: its addresses share one budget. IPv4
+        neighbours do not, nor do other /64s."""
+        for n, (flooder, neighbour, other) in enumerate(
+            (
+                ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"),
+                ("198.51.100.1", "::ffff:198.51.100.1", "198.51.100.2"),
+            )
+        ):
+            async with _from(app, flooder) as guesser:
+                assert await _fail(guesser, f"target{n}@example.com", 3) == [401] * 3
+            async with _from(app, neighbour) as same:
+                assert_problem(await login(same, alice.email, alice.password), 429)
+            async with _from(app, other) as elsewhere:
+                assert (await login(elsewhere, bob.email, bob.password)).status_code == 200
+
+    async def test_an_owner_behind_a_locked_address_keeps_refreshing(
+        self, app: FastAPI, alice: Account
+    ) -> None:
+        async with _from(app, "192.0.2.44") as shared:
+            assert await _fail(shared, "target@example.com", 3) == [401] * 3
+            assert_problem(await login(shared, alice.email, alice.password), 429)
+            body = {"refresh_token": alice.tokens["refresh_token"]}
+            assert (await shared.post("/api/v1/auth/refresh", json=body)).status_code == 200
+
+    async def test_an_operator_can_unlock_an_address_at_once(
+        self, app: FastAPI, database_url: str, alice: Account
+    ) -> None:
+        for n, address in enumerate(("2001:db8:7:7::1", "192.0.2.9")):
+            async with _from(app, address) as guesser:
+                assert await _fail(guesser, f"target{n}@example.com", 3) == [401] * 3
+        env = {**os.environ, "DATABASE_URL": database_url, "AUTO_MIGRATE": "false"}
+
+        async def unlock(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "project", "unlock-sign-in", *args]
+            return await asyncio.to_thread(
+                subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True
+            )
+
+        done = await unlock("--address", "2001:db8:7:7:abcd::1")  # any address of the /64
+        assert done.returncode == 0, done.stderr
+        assert "Forgot 3 sign-in attempts for 2001:db8:7:7::/64." in done.stdout
+        async with _from(app, "2001:db8:7:7::1") as unlocked:
+            assert (await login(unlocked, alice.email, alice.password)).status_code == 200
+        async with _from(app, "192.0.2.9") as still:  # only the one named
+            assert_problem(await login(still, alice.email, alice.password), 429)
+        done = await unlock("--address", "192.0.2.9")
+        assert "Forgot 3 sign-in attempts for 192.0.2.9." in done.stdout
+        async with _from(app, "192.0.2.9") as unlocked:
+            assert (await login(unlocked, alice.email, alice.password)).status_code == 200
+        for args, error in (
+            ((), "one of the arguments --email --address is required"),
+            (("--email", alice.email, "--address", "192.0.2.9"), "not allowed with"),
+            (("--address", "2001:db8::/48"), "2001:db8::/48 is no IP address, nor an IPv6 /64"),
+        ):
+            refused = await unlock(*args)
+            assert (refused.returncode, error in refused.stderr) == (2, True), refused.stderr
+
 
 async def test_a_login_refused_as_busy_is_not_a_failure(
     app: FastAPI, client: AsyncClient, alice: Account
@@ -241,3 +312,23 @@ async def test_guessing_the_current_password_is_throttled_like_a_login(
         429,
     )
     assert_problem(await login(client, alice.email, alice.password), 429)
+
+
+@pytest.mark.parametrize("change", ["delete the account", "change the email"])
+async def test_guessing_the_password_to_a_sensitive_change_is_throttled_like_a_login(
+    client: AsyncClient, alice: Account, settings: Settings, change: str
+) -> None:
+    async def attempt(current: str) -> int:
+        if change == "delete the account":
+            body = {"current_password": current}
+            return (
+                await client.request("DELETE", ME, json=body, headers=alice.headers)
+            ).status_code
+        body = {"email": "new@example.com", "current_password": current}
+        return (await client.patch(ME, json=body, headers=alice.headers)).status_code
+
+    allowed = settings.login_max_failures_per_email
+    assert [await attempt("wrong password") for _ in range(allowed)] == [400] * allowed
+    assert await attempt(alice.password) == 429
+    assert_problem(await login(client, alice.email, alice.password), 429)
+    assert (await client.get(ME, headers=alice.headers)).json()["email"] == alice.email

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -29,6 +29,11 @@ from tests.factories import (
 ME = "/api/v1/users/me"
 
 
+async def _delete_me(client: AsyncClient, who: Account, password: str | None = None) -> Response:
+    body = {"current_password": who.password if password is None else password}
+    return await client.request("DELETE", ME, json=body, headers=who.headers)
+
+
 async def test_read_me(client: AsyncClient, alice: Account) -> None:
     response = await client.get(ME, headers=alice.headers)
     assert response.status_code == 200
@@ -37,7 +42,13 @@ async def test_read_me(client: AsyncClient, alice: Account) -> None:
 
 async def test_update_me(client: AsyncClient, alice: Account) -> None:
     response = await client.patch(
-        ME, json={"email": "Alice.New@Example.com", "full_name": "Alice N."}, headers=alice.headers
+        ME,
+        json={
+            "email": "Alice.New@Example.com",
+            "full_name": "Alice N.",
+            "current_password": alice.password,
+        },
+        headers=alice.headers,
     )
     assert response.status_code == 200
     body = response.json()
@@ -69,7 +80,8 @@ async def test_a_full_name_is_trimmed_and_never_only_blanks(
 async def test_update_me_to_a_taken_email(
     client: AsyncClient, alice: Account, bob: Account
 ) -> None:
-    response = await client.patch(ME, json={"email": "BOB@example.com"}, headers=alice.headers)
+    body = {"email": "BOB@example.com", "current_password": alice.password}
+    response = await client.patch(ME, json=body, headers=alice.headers)
     assert_problem(response, 409)
     assert (await client.get(ME, headers=alice.headers)).json()["email"] == alice.email
 
@@ -137,13 +149,48 @@ async def test_delete_me_takes_everything_i_own(
     )
     kept = await create(client, bob, "teams", name="Kept", headquarters="Here")
 
-    assert (await client.delete(ME, headers=alice.headers)).status_code == 204
+    assert (await _delete_me(client, alice)).status_code == 204
     assert (await client.get(ME, headers=alice.headers)).status_code == 401
     assert (await login(client, alice.email, alice.password)).status_code == 401
     for resource in ("teams", "heroes", "powers"):
         everyone = (await client.get(f"/api/v1/{resource}", headers=admin.headers)).json()
         assert all(item["owner_id"] != alice.id for item in everyone["items"])
     assert (await client.get(f"/api/v1/teams/{kept['id']}", headers=bob.headers)).status_code == 200
+
+
+async def test_deleting_oneself_needs_the_current_password(
+    client: AsyncClient, alice: Account
+) -> None:
+    """A stolen access token alone cannot delete the account."""
+    team = await create(client, alice, "teams", name="Kept", headquarters="Here")
+    bare = await client.delete(ME, headers=alice.headers)
+    assert assert_problem(bare, 422)["errors"][0]["loc"] == ["body"]
+    empty = await client.request("DELETE", ME, json={}, headers=alice.headers)
+    assert assert_problem(empty, 422)["errors"][0]["loc"] == ["body", "current_password"]
+    wrong = await _delete_me(client, alice, "not it at all")
+    assert assert_problem(wrong, 400)["detail"] == "The current password is wrong."
+    assert (await client.get(ME, headers=alice.headers)).json() == alice.user
+    assert (
+        await client.get(f"/api/v1/teams/{team['id']}", headers=alice.headers)
+    ).status_code == 200
+    assert (await login(client, alice.email, alice.password)).status_code == 200
+
+
+async def test_changing_ones_email_needs_the_current_password(
+    client: AsyncClient, alice: Account
+) -> None:
+    new = "alice.new@example.com"
+    missing = await client.patch(ME, json={"email": new, "full_name": "A"}, headers=alice.headers)
+    problem = assert_problem(missing, 422)
+    assert [e["loc"] for e in problem["errors"]] == [["body", "current_password"]]
+    body = {"email": new, "current_password": "not it at all"}
+    wrong = await client.patch(ME, json=body, headers=alice.headers)
+    assert assert_problem(wrong, 400)["detail"] == "The current password is wrong."
+    assert (await client.get(ME, headers=alice.headers)).json() == alice.user
+    assert (await login(client, new, alice.password)).status_code == 401
+    # A new full name alone needs none.
+    renamed = await client.patch(ME, json={"full_name": "Al"}, headers=alice.headers)
+    assert (renamed.status_code, renamed.json()["email"]) == (200, alice.email)
 
 
 async def test_user_management_is_for_superusers_only(
@@ -206,7 +253,7 @@ async def test_the_last_active_superuser_cannot_remove_themselves(
     for body in ({"is_superuser": False}, {"is_active": False}):
         assert_problem(await client.patch(me, json=body, headers=admin.headers), 409)
     assert_problem(await client.delete(me, headers=admin.headers), 409)
-    assert_problem(await client.delete(ME, headers=admin.headers), 409)
+    assert_problem(await _delete_me(client, admin), 409)
     assert (await client.get(ME, headers=admin.headers)).json()["is_superuser"] is True
 
     await account(superuser=True)  # with a second superuser, stepping down is fine
@@ -288,9 +335,7 @@ async def test_two_superusers_demoting_each_other_at_once_leave_one(
 async def test_an_account_deleted_twice_at_once_is_deleted_once(
     client: AsyncClient, alice: Account, admin: Account, account: AccountFactory
 ) -> None:
-    mine = await asyncio.gather(
-        *(client.delete("/api/v1/users/me", headers=alice.headers) for _ in range(5))
-    )
+    mine = await asyncio.gather(*(_delete_me(client, alice) for _ in range(5)))
     assert sorted(r.status_code for r in mine) == [204, 401, 401, 401, 401]
     bob = await account()
     theirs = await asyncio.gather(

@@ -3,13 +3,20 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query, Request, Response, status
+from fastapi import Path, Query, Response, status
 
-from project.api.deps import AnyUser, HasherDep, Me, RowsDep, SettingsDep
+from project.api.deps import AnyUser, Me, RowsDep
 from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
-from project.models import PasswordChange, UserPublic, UserUpdate, UserUpdateMe
+from project.models import (
+    CurrentPassword,
+    PasswordChange,
+    User,
+    UserPublic,
+    UserUpdate,
+    UserUpdateMe,
+)
 from project.services import users
 from project.web.docs import problems
 from project.web.routing import api_router, client_address, json_body
@@ -18,6 +25,24 @@ router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
 ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
 CHANGE_USER = {**ONE_USER, **problems(status.HTTP_409_CONFLICT)}
+CHANGE_ME = problems(
+    status.HTTP_400_BAD_REQUEST, status.HTTP_409_CONFLICT, status.HTTP_429_TOO_MANY_REQUESTS
+)
+
+
+async def _confirm(me: Me, password: str) -> None:
+    """Check the caller's current password. Wrong ones count as failed sign-ins, so a stolen
+    access token cannot guess it freely."""
+    await me.session.commit()  # wait for a turn holding no lock: others may need it to end theirs
+    state, client = me.request.app.state, client_address(me.request)
+    try:
+        await check_credentials(
+            me.session, state.hasher, state.settings, me.row.email, password, client, sign_in=False
+        )
+    except AuthenticationFailed:
+        if await me.session.get(User, me.row.id, populate_existing=True) is None:
+            raise me.gone from None  # deleted meanwhile, by a concurrent request
+        raise BadRequest("The current password is wrong.") from None
 
 
 @router.get("/me", response_model=UserPublic)
@@ -26,9 +51,11 @@ async def read_me(rows: RowsDep) -> Response:
     return json_body(await rows.one(users.VIEW, rows.caller.user_id))
 
 
-@router.patch("/me", response_model=UserPublic, responses=problems(status.HTTP_409_CONFLICT))
+@router.patch("/me", response_model=UserPublic, responses=CHANGE_ME)
 async def update_me(body: UserUpdateMe, me: Me) -> Response:
-    """Change the caller's email or full name."""
+    """Change the caller's email or full name; a new email needs the current password."""
+    if body.current_password is not None:
+        await _confirm(me, body.current_password)
     return await me.change(users.update, body)
 
 
@@ -37,28 +64,20 @@ async def update_me(body: UserUpdateMe, me: Me) -> Response:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS),
 )
-async def change_password(
-    body: PasswordChange, me: Me, request: Request, hasher: HasherDep, settings: SettingsDep
-) -> None:
+async def change_password(body: PasswordChange, me: Me) -> None:
     """Change the caller's password; every other session of the caller ends. Wrong current
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""
-    client = client_address(request)
-    try:
-        await check_credentials(
-            me.session, hasher, settings, me.row.email, body.current_password, client, sign_in=False
-        )
-    except AuthenticationFailed:
-        raise BadRequest("The current password is wrong.") from None
-    hashed = await hasher.hash(body.new_password)
-    await users.update(me.session, me.row, UserUpdateMe(), hashed, keep=me.caller.session_id)
+    await _confirm(me, body.current_password)
+    hashed = await me.request.app.state.hasher.hash(body.new_password)
+    await users.update(me.session, me.row, UserUpdate(), hashed, keep=me.caller.session_id)
     await me.commit()
 
 
-@router.delete(
-    "/me", status_code=status.HTTP_204_NO_CONTENT, responses=problems(status.HTTP_409_CONFLICT)
-)
-async def delete_me(me: Me) -> None:
-    """Delete the caller's account, with every team, hero and power it owns."""
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_ME)
+async def delete_me(body: CurrentPassword, me: Me) -> None:
+    """Delete the caller's account, with every team, hero and power it owns; this needs the
+    current password."""
+    await _confirm(me, body.current_password)
     await me.delete(users.delete)
 
 

@@ -3,6 +3,7 @@ attempt is committed before the counts are read (of N at once, the k-th sees k);
 count, only failures lock, and refused or successful ones go (hammering never extends a lock)."""
 
 import asyncio
+import ipaddress
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -26,9 +27,23 @@ LOCKED = "Too many failed sign-in attempts; wait before trying again."
 AT_ONCE = "Too many sign-in attempts at once; try again in a moment."
 
 
-async def unlock(session: AsyncSession, email: str) -> int:
-    """Forget an email's sign-in attempts, so its owner may sign in at once (the caller commits)."""
-    result = await session.execute(delete(LoginAttempt).where(col(LoginAttempt.email) == email))
+def client_key(client: str) -> str:
+    """Whose budget a client's sign-ins draw on: an IPv4 address's own, an IPv6 address's /64
+    (one host may hold every address in it); a client that is no IP address, its own."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:MAX_CLIENT_LENGTH]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+async def unlock(session: AsyncSession, email: str = "", client: str = "") -> int:
+    """Forget an email's sign-in attempts, or a client's (its /64's), so that its owners may
+    sign in at once (the caller commits)."""
+    which = col(LoginAttempt.client) == client if client else col(LoginAttempt.email) == email
+    result = await session.execute(delete(LoginAttempt).where(which))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -37,7 +52,7 @@ async def begin_attempt(
 ) -> uuid.UUID:
     """Record a login attempt, or raise 429 if the email or the client is over its limit."""
     window_start = (now := utcnow()) - timedelta(seconds=settings.login_window_seconds)
-    client, created = client[:MAX_CLIENT_LENGTH], col(LoginAttempt.created_at)
+    client, created = client_key(client), col(LoginAttempt.created_at)
     await session.execute(delete(LoginAttempt).where(created < window_start))
     attempt = LoginAttempt(email=email, client=client, created_at=now, updated_at=now)
     session.add(attempt)

@@ -17,7 +17,7 @@ from project.data.views import Filter, View
 from project.data.writes import change, insert
 from project.db.driver import Driver
 from project.errors import Conflict, NotFound
-from project.models import User, UserPublic, UserUpdateMe
+from project.models import User, UserChange, UserPublic
 
 logger = logging.getLogger("project.accounts")
 
@@ -93,7 +93,7 @@ async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
 async def update(
     session: AsyncSession,
     user: User,
-    body: UserUpdateMe,
+    body: UserChange,
     password_hash: str | None = None,
     keep: uuid.UUID | None = None,
 ) -> None:
