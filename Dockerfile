@@ -36,7 +36,8 @@ COPY scripts/ scripts/
 # The code stays root-owned and read-only to the user that runs it.
 USER app
 EXPOSE 8000
-# /health/ready: the database answers and the pool has room. No curl in a slim image.
+# /health/ready: the database answers and the pool has room. No curl in a slim image. /health/
+# answers any Host, so ALLOWED_HOSTS need not name 127.0.0.1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health/ready\", timeout=4)"]
 CMD ["/app/scripts/start.sh"]

@@ -39,6 +39,7 @@ def _service_env(url: str, secret: str) -> dict[str, str]:
         "SECRET_KEY": secret,
         "AUTO_MIGRATE": "false",
         "CORS_ORIGINS": "",
+        "ALLOWED_HOSTS": "127.0.0.1",  # the harness dials the server by address
         "LOG_LEVEL": "INFO",
         "ACCESS_TOKEN_MINUTES": "240",  # outlives the run; no effect on speed
     }

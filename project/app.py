@@ -116,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=CORS_EXPOSED,
         )
     app.add_middleware(middleware.HeadMiddleware)
+    # Inside the request log, so refusals are logged with their id; before anything else runs.
+    app.add_middleware(middleware.TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(middleware.RequestContextMiddleware)
 
     for module in routers:

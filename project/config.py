@@ -16,11 +16,16 @@ Environment = Literal["development", "test", "production"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # An origin as browsers send it: scheme, host and maybe a port; no path, no trailing slash.
 ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+# What the Host check can match: a name or an address (no port), `*.` and a domain, or `*`.
+HOST = re.compile(r"^(\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$", re.IGNORECASE)
 
 
 def _text(change: Callable[[str], Any]) -> BeforeValidator:
     """`change` applied to a value given as text (as the environment gives them all), trimmed."""
     return BeforeValidator(lambda value: change(value.strip()) if isinstance(value, str) else value)
+
+
+LIST = _text(lambda text: [item.strip() for item in text.split(",") if item.strip()])  # a,b
 
 
 class Settings(BaseSettings):
@@ -65,9 +70,8 @@ class Settings(BaseSettings):
     first_superuser_email: str | None = None
     first_superuser_password: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    cors_origins: Annotated[
-        list[str], NoDecode, _text(lambda text: [o.strip() for o in text.split(",") if o.strip()])
-    ] = []
+    cors_origins: Annotated[list[str], NoDecode, LIST] = []
+    allowed_hosts: Annotated[list[str], NoDecode, LIST] = []
     docs_enabled: bool = Field(
         default=True, description="Serve /docs, /redoc, /openapi.json (default: off in production)."
     )
@@ -86,6 +90,8 @@ class Settings(BaseSettings):
                 setattr(self, name, size)
         if self.environment == "production" and "docs_enabled" not in self.model_fields_set:
             self.docs_enabled = False  # a production API's manual is published on purpose
+        if self.environment != "production" and not self.allowed_hosts:
+            self.allowed_hosts = ["localhost", "127.0.0.1"]  # this machine, as a browser names it
         if self.metrics_token is not None and not self.metrics_token.get_secret_value():
             self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
         production, key = self.environment == "production", self.secret_key.get_secret_value()
@@ -100,6 +106,13 @@ class Settings(BaseSettings):
                 "DATABASE_URL must be set in production (the default is a development SQLite "
                 "file in the working directory)"
             )
+        if production and not self.allowed_hosts:
+            problems.append("ALLOWED_HOSTS must be set in production: the hosts clients use, or *")
+        problems += [
+            f"ALLOWED_HOSTS: {host!r} is not a host name or address (no port), *.domain or *"
+            for host in self.allowed_hosts
+            if not HOST.match(host)
+        ]
         if self.log_level not in LOG_LEVELS:
             problems.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         problems += [

@@ -24,7 +24,7 @@ from sqlmodel import SQLModel
 from project.app import create_app
 from project.config import Settings
 from project.db.schema import ALEMBIC_INI
-from tests.factories import Account, make_account
+from tests.factories import TEST_HOSTS, Account, make_account
 
 TEST_SECRET = "test-secret-key-for-the-suite-only-" + "0123456789abcdef" * 2
 
@@ -106,6 +106,7 @@ def settings(database_url: str) -> Settings:
         secret_key=TEST_SECRET,  # type: ignore[arg-type]
         auto_migrate=False,
         cors_origins=["https://app.example.com"],
+        allowed_hosts=TEST_HOSTS,
     )
 
 

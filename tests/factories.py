@@ -105,6 +105,8 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
 
 
 PRODUCTION_DATABASE = "postgresql+asyncpg://heroes@db/heroes"
+# The hosts the suite's in-process clients send (`http://testserver`, `http://t`).
+TEST_HOSTS = ["testserver", "t"]
 
 
 def production_settings(**values: Any) -> Settings:
@@ -114,6 +116,7 @@ def production_settings(**values: Any) -> Settings:
         "environment": "production",
         "database_url": PRODUCTION_DATABASE,
         "secret_key": "k" * 48,
+        "allowed_hosts": TEST_HOSTS,
         **values,
     }
     return Settings(_env_file=None, **chosen)  # type: ignore[call-arg]

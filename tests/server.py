@@ -40,6 +40,7 @@ class LiveServer:
             "ENVIRONMENT": "test",
             "DATABASE_URL": database_url,
             "SECRET_KEY": TEST_SECRET,
+            "ALLOWED_HOSTS": "127.0.0.1",  # what its clients dial
             "AUTO_MIGRATE": "false",
             "LOG_LEVEL": "INFO",
             **(env or {}),

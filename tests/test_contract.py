@@ -452,6 +452,7 @@ def test_check_settings_lists_every_problem_at_once(tmp_path: Path) -> None:
         "CORS_ORIGINS": "*,https://app.example.com/",
         "METRICS_ENABLED": "true",
         "LOG_LEVEL": "verbose",
+        "ALLOWED_HOSTS": "https://api.example.com",
     }
     checked = subprocess.run(
         [sys.executable, "-m", "project", "check-settings"],
@@ -470,9 +471,10 @@ def test_check_settings_lists_every_problem_at_once(tmp_path: Path) -> None:
         "DATABASE_URL must be set",
         "METRICS_TOKEN",
         "LOG_LEVEL must be one of",
+        "ALLOWED_HOSTS: 'https://api.example.com' is not a host name",
     ):
         assert sum(expected in line for line in lines) == 1, (expected, lines)
-    assert len(lines) == 6
+    assert len(lines) == 7
     assert not any("Value error" in line for line in lines)
 
 
@@ -485,6 +487,7 @@ def test_production_reads_no_env_file(tmp_path: Path, monkeypatch: pytest.Monkey
     assert Settings(_env_file=env_file).cors_origins == ["http://localhost:3000"]  # type: ignore[call-arg]
     monkeypatch.setenv("SECRET_KEY", "k" * 48)
     monkeypatch.setenv("DATABASE_URL", PRODUCTION_DATABASE)
+    monkeypatch.setenv("ALLOWED_HOSTS", "api.example.com")
     production = {"_env_file": env_file, "environment": "production"}
     assert Settings(**production).cors_origins == []  # type: ignore[arg-type]
     monkeypatch.delenv("ENVIRONMENT")
@@ -554,7 +557,7 @@ async def test_docs_are_off_in_production_unless_turned_on() -> None:
     for settings, served in (
         (production_settings(), False),
         (production_settings(docs_enabled=True), True),
-        (Settings(_env_file=None, environment="development"), True),  # type: ignore[call-arg]
+        (Settings(_env_file=None, environment="development", allowed_hosts=["t"]), True),  # type: ignore[call-arg]
     ):
         app = create_app(settings)
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:

@@ -35,7 +35,11 @@ needs_postgres = pytest.mark.skipif(not postgres_available(), reason="PostgreSQL
 
 START_SCRIPT = ROOT / "scripts" / "start.sh"
 COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
-EXAMPLE_ENV = {"POSTGRES_PASSWORD": "pg-secret", "SECRET_KEY": "s" * 48}
+EXAMPLE_ENV = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "SECRET_KEY": "s" * 48,
+    "ALLOWED_HOSTS": "api.example.com",
+}
 
 
 class StartScript(LiveServer):
@@ -193,6 +197,7 @@ def test_compose_environment_is_a_valid_production_configuration() -> None:
     settings = Settings(_env_file=None, **fields)  # type: ignore[call-arg]
     assert settings.environment == "production"
     assert settings.database_url == "postgresql+asyncpg://heroes:pg-secret@db:5432/heroes"
+    assert settings.allowed_hosts == ["api.example.com"]
     assert not settings.migrate_at_startup
     assert not settings.metrics_enabled and settings.metrics_token is None
     # The database's connection limit covers the default pools of every worker.

@@ -8,6 +8,7 @@ import time
 from fastapi import status
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import trustedhost
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -162,3 +163,28 @@ class HeadMiddleware:
             await self.app(as_get, receive, send_headers_only)
         finally:
             scope.update((key, value) for key, value in as_get.items() if key != "method")
+
+
+class TrustedHostMiddleware(trustedhost.TrustedHostMiddleware):
+    """Starlette's Host check (its constructor checks the patterns) by a set and a suffix, not
+    a regex per request; refused in problem+json; never sent to `www.`."""
+
+    any_host = ("/health/", "/metrics")  # probes and scrapers ask by address, and get no URL
+    dns = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"  # no character that moves a URL's authority
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        super().__init__(app, allowed_hosts, www_redirect=False)
+        self.names = frozenset(p.encode() for p in self.allowed_hosts if not p.startswith("*"))
+        self.domains = tuple(p[1:].encode() for p in self.allowed_hosts if p.startswith("*."))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.allow_any or scope["type"] != "http" or scope["path"].startswith(self.any_host):
+            return await self.app(scope, receive, send)
+        given = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        name, colon, port = given.rpartition(b":")
+        host = (name if colon and port.isdigit() else given).lower()
+        wildcard = host.endswith(self.domains) and not host.translate(None, self.dns)
+        if host in self.names or wildcard:
+            return await self.app(scope, receive, send)
+        detail = "The Host header names no host this service answers for."
+        await problem_response(status.HTTP_400_BAD_REQUEST, detail)(scope, receive, send)
