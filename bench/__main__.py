@@ -24,8 +24,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=15, help="seconds per measured run")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each S1/S2 target; the median counts"
+    )
     parser.add_argument("--mixed-duration", type=float, default=60, help="seconds of S6")
     parser.add_argument("--deep-heroes", type=int, default=1_000_000, help="S5's table size")
     parser.add_argument(
@@ -52,7 +55,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.mixed_duration = 3, 1, 5
+        args.duration, args.warmup, args.mixed_duration, args.rounds = 3, 1, 5, 1
         args.deep_heroes = min(args.deep_heroes, 100_000)
         args.no_docs = True
     return args
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup,
         args.mixed_duration,
         args.deep_heroes,
+        args.rounds,
         args.profile,
         only,
         dict(item.split("=", 1) for item in args.service_env),
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "mixed_duration": args.mixed_duration,
             "deep_heroes": args.deep_heroes,
+            "rounds": args.rounds,
         },
     }
     report.write_json(run_dir / "results.json", meta, results, found)

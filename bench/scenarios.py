@@ -3,6 +3,7 @@ pinned to the server core, only one under load at a time), run each scenario nex
 baselines so that their ratios are measured minutes apart at most."""
 
 import contextlib
+import dataclasses
 import json
 import secrets
 import sys
@@ -26,6 +27,7 @@ class Options:
     warmup: float  # seconds of unmeasured load before each measured run
     mixed_duration: float  # S6
     deep_heroes: int  # S5's table
+    rounds: int  # S1 and S2: each target's result is the median of this many runs
     profile: bool  # run the service under pyinstrument
     only: frozenset[str]  # the scenarios to run
     service_env: dict[str, str]  # settings that override the production defaults
@@ -119,17 +121,26 @@ def _scenarios(
     body = json.dumps(seed.S3_BODY)
     results: dict[str, dict[str, Any]] = {}
 
-    def measure(
-        scenario: str, target: str, url: str, lua: Path, conns: int, seconds: float = 0, **kw: Any
-    ) -> None:
+    def run(url: str, lua: Path, conns: int, seconds: float = 0, **kw: Any) -> load.Result:
         if options.warmup:
             load.run(load.command(url, lua, conns, options.warmup, **kw))
-        result = load.run(load.command(url, lua, conns, seconds or options.duration, **kw))
+        return load.run(load.command(url, lua, conns, seconds or options.duration, **kw))
+
+    def keep(scenario: str, target: str, runs: list[load.Result]) -> None:
+        """The median run by throughput, carrying the errors of every run."""
+        result = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+        result = dataclasses.replace(result, errors=sum(r.errors for r in runs))
         results.setdefault(scenario, {})[target] = result
         log(
             f"[{kind}] {scenario} {target:8} {result.rps:9.1f} req/s  p50 {result.p50_ms:7.2f} ms"
             f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}"
+            + (f"  (median of {', '.join(f'{r.rps:.0f}' for r in runs)})" if len(runs) > 1 else "")
         )
+
+    def measure(
+        scenario: str, target: str, url: str, lua: Path, conns: int, seconds: float = 0, **kw: Any
+    ) -> None:
+        keep(scenario, target, [run(url, lua, conns, seconds, **kw)])
 
     hero = f"/api/v1/heroes/{fx.hero_id}"
     reads = {
@@ -141,9 +152,13 @@ def _scenarios(
     }
     for scenario, (path, raw, bare) in reads.items():
         if scenario.split()[0] in options.only:
-            measure(scenario, "service", service.url + path, get, 32, headers=auth)
-            measure(scenario, "raw", baseline.url + raw, get, 32)
-            measure(scenario, "bare", baseline.url + bare, get, 32)
+            runs: dict[str, list[load.Result]] = {"service": [], "raw": [], "bare": []}
+            for _ in range(options.rounds):  # interleaved: a noisy minute hits all three alike
+                runs["service"].append(run(service.url + path, get, 32, headers=auth))
+                runs["raw"].append(run(baseline.url + raw, get, 32))
+                runs["bare"].append(run(baseline.url + bare, get, 32))
+            for target, found in runs.items():
+                keep(scenario, target, found)
     if "S3" in options.only:
         new = "/api/v1/heroes"
         measure("S3", "service", service.url + new, post, 64, headers=auth, args=[body])
