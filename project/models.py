@@ -83,9 +83,7 @@ def _text(
 
 def _timestamp(**column: Any) -> Any:
     columns = {"server_default": func.now(), **column}
-    return Field(
-        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, sa_column_kwargs=columns
-    )
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=columns)
 
 
 def _example(example: dict[str, Any]) -> SQLModelConfig:

@@ -86,8 +86,8 @@ def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
     )
 
 
-def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
-    """The next token pair of a login session, which neither outlives."""
+def issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
+    """The next token pair of a login session (a new one's first), which neither outlives."""
     access, access_claims = tokens.encode("access", login)
     refresh, claims = tokens.encode("refresh", login)
     hashed, ends = hashlib.sha256(refresh.encode()).hexdigest(), claims.expires_at
@@ -95,11 +95,6 @@ def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> Tok
     session.add_all((login, row))
     seconds = (access_claims.expires_at - utcnow()).total_seconds()
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=max(0, round(seconds)))
-
-
-async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
-    """Open a new login session and return its first token pair (the caller commits)."""
-    return _issue(session, tokens, AuthSession(user_id=user_id))
 
 
 async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> AuthSession:
@@ -132,7 +127,7 @@ async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
     if login.created_at + tokens.session_lifetime <= utcnow():
         await session.rollback()
         raise AuthenticationFailed("This login session has ended; sign in again.")
-    pair = _issue(session, tokens, login)
+    pair = issue(session, tokens, login)
     await session.commit()
     return pair
 

@@ -48,23 +48,12 @@ VIEW = View(
 
 
 async def create(
-    db: Driver,
-    hasher: PasswordHasher,
-    email: str,
-    password: str,
-    full_name: str | None = None,
-    is_superuser: bool = False,
-    is_active: bool = True,
+    db: Driver, hasher: PasswordHasher, email: str, password: str, **fields: Any
 ) -> dict[str, Any]:
-    """A new account; a taken email is a 409 from the unique constraint itself."""
-    user = User(
-        email=email.lower(),
-        full_name=full_name,
-        hashed_password=await hasher.hash(password),
-        is_superuser=is_superuser,
-        is_active=is_active,
-    )
-    return await insert(db, VIEW, user)
+    """A new account, `fields` its full name and rights, if given; a taken email is a 409 from
+    the unique constraint itself."""
+    hashed = await hasher.hash(password)
+    return await insert(db, VIEW, User(email=email.lower(), hashed_password=hashed, **fields))
 
 
 async def ensure_superuser(db: Driver, hasher: PasswordHasher, email: str, password: str) -> bool:
