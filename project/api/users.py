@@ -9,14 +9,7 @@ from project.api.deps import AnyUser, Me, RowsDep
 from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
-from project.models import (
-    CurrentPassword,
-    PasswordChange,
-    User,
-    UserPublic,
-    UserUpdate,
-    UserUpdateMe,
-)
+from project.models import CurrentPassword, PasswordChange, UserPublic, UserUpdate, UserUpdateMe
 from project.services import users
 from project.web.docs import problems
 from project.web.routing import api_router, client_address, json_body
@@ -40,7 +33,7 @@ async def _confirm(me: Me, password: str) -> None:
             me.session, state.hasher, state.settings, me.row.email, password, client, sign_in=False
         )
     except AuthenticationFailed:
-        if await me.session.get(User, me.row.id, populate_existing=True) is None:
+        if await me.session.get(type(me.row), me.row.id, populate_existing=True) is None:
             raise me.gone from None  # deleted meanwhile, by a concurrent request
         raise BadRequest("The current password is wrong.") from None
 

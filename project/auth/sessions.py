@@ -102,12 +102,8 @@ async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
     tokens.decode(refresh_token, "refresh")
     now, used, session_id = utcnow(), col(RefreshToken.used_at), col(RefreshToken.session_id)
     this_token = col(RefreshToken.token_hash) == hashlib.sha256(refresh_token.encode()).hexdigest()
-    sid = await session.scalar(
-        update(RefreshToken)
-        .where(this_token, used.is_(None), col(RefreshToken.expires_at) > now)
-        .values(used_at=now)
-        .returning(session_id)
-    )
+    unspent = update(RefreshToken).where(used.is_(None), col(RefreshToken.expires_at) > now)
+    sid = await session.scalar(unspent.where(this_token).values(used_at=now).returning(session_id))
     if sid is None:
         spent = await session.scalar(select(session_id).where(this_token, used.is_not(None)))
         if spent is None:
