@@ -67,10 +67,9 @@ async def ensure_superuser(db: Driver, hasher: PasswordHasher, email: str, passw
 
 
 async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
-    """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
-    database is (SQLite), so two superusers cannot demote each other at the same moment:
-    every active superuser's row, `user`'s included, in one order, so that two such
-    requests wait for each other instead of deadlocking."""
+    """Refuse to remove the last active superuser. Every active superuser's row (`user`'s too)
+    is locked in one order (SQLite: the database is), so two superusers demoting each other at
+    once take turns instead of both succeeding, or deadlocking."""
     if not (user.is_superuser and user.is_active):
         return
     active = select(col(User.id)).where(col(User.is_superuser), col(User.is_active))
