@@ -1,6 +1,5 @@
-"""Every SQLModel class, one family per resource: `XBase` the shared fields, `X` the table,
-`XCreate` / `XUpdate` the request bodies, `XPublic` what clients see. A private column (a
-password hash, a name's key) lives only on the table, so no response can carry it."""
+"""Every SQLModel class, a family per resource: `XBase`, table `X`, `XCreate`/`XUpdate`, `XPublic`.
+A private column (a password hash, a name's key) is only on the table: no response can carry it."""
 
 import uuid
 from datetime import UTC, datetime
@@ -73,19 +72,15 @@ def _sort_key(length: int) -> String:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
-def _text(
-    max_length: int = NAME_MAX, min_length: int = 1, pattern: str = NO_NUL, **kwargs: Any
-) -> Any:
+def _text(max_length: int = NAME_MAX, min_length: int = 1, pattern: str = NO_NUL, **kw: Any) -> Any:
     """A string field that rejects NUL (PostgreSQL cannot store it; no client means it)."""
     extra = {"pattern": pattern}
-    return Field(min_length=min_length, max_length=max_length, schema_extra=extra, **kwargs)
+    return Field(min_length=min_length, max_length=max_length, schema_extra=extra, **kw)
 
 
 def _timestamp(**column: Any) -> Any:
     columns = {"server_default": func.now(), **column}
-    return Field(
-        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, sa_column_kwargs=columns
-    )
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, sa_column_kwargs=columns)
 
 
 def _example(example: dict[str, Any]) -> SQLModelConfig:

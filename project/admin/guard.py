@@ -40,10 +40,6 @@ def signed_in(request: Request) -> tuple[uuid.UUID, uuid.UUID] | None:
         return None
 
 
-def _superuser(user: User) -> bool:
-    return user.is_active and user.is_superuser
-
-
 class AdminAuth(AuthenticationBackend):
     def __init__(self, state: State, settings: Settings, path: str) -> None:
         # The cookie's key is derived from SECRET_KEY, so it is never the key that signs JWTs.
@@ -60,13 +56,13 @@ class AdminAuth(AuthenticationBackend):
 
     async def login(self, request: Request) -> bool:
         """As `POST /api/v1/auth/login`; anyone but an active superuser fails alike."""
-        form = await request.form()
+        data = await request.form()
         hasher, settings, client = self.state.hasher, self.settings, client_address(request)
         try:
-            login = LoginForm.model_validate({k: form.get(k) for k in ("username", "password")})
+            form = LoginForm.model_validate({k: data.get(k) for k in ("username", "password")})
             async with self.state.database.session(write=True) as session:
                 user = await check_credentials(
-                    session, hasher, settings, login.username, login.password, client, _superuser
+                    session, hasher, settings, form.username, form.password, client, superuser=True
                 )
                 session.add(signed := AuthSession(user_id=user.id))
                 await session.commit()

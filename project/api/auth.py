@@ -7,7 +7,7 @@ from fastapi import Form, Request, Response, status
 from project.api.deps import DriverDep, HasherDep, Me, SessionDep, SettingsDep, TokensDep
 from project.auth import sessions
 from project.auth.credentials import LoginForm, check_credentials
-from project.models import RefreshRequest, TokenPair, UserCreate, UserPublic
+from project.models import AuthSession, RefreshRequest, TokenPair, UserCreate, UserPublic
 from project.services import users
 from project.web.docs import described, problems
 from project.web.routing import api_router, client_address, created_response
@@ -34,7 +34,7 @@ async def register(
     body: UserCreate, db: DriverDep, hasher: HasherDep, request: Request
 ) -> Response:
     """Create an account."""
-    user = await users.create(db, hasher, body.email, body.password, body.full_name)
+    user = await users.create(db, hasher, body.email, body.password, full_name=body.full_name)
     return created_response(request, user, None, str(request.url_for("read_user", id=user["id"])))
 
 
@@ -65,7 +65,7 @@ async def login(
     user = await check_credentials(
         session, hasher, settings, form.username, form.password, client_address(request)
     )
-    pair = await sessions.start(session, tokens, user.id)
+    pair = sessions.issue(session, tokens, AuthSession(user_id=user.id))
     await session.commit()
     return pair
 

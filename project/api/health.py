@@ -31,8 +31,7 @@ async def ready(request: Request) -> Readiness:
     database = get_database(request)
     pool = database.pool_status()
     if pool["in_use"] >= pool["capacity"]:
-        # Answer from the pool's own counters: waiting for a free connection to report
-        # that there is none would hang exactly when the answer matters.
+        # From the pool's counters: waiting for a connection would hang just when it matters.
         raise ServiceUnavailable("Every database connection is in use.")
     revisions: Revisions = request.app.state.revisions
     try:

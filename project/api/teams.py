@@ -66,7 +66,6 @@ async def list_team_heroes(
     await rows.one(teams.VIEW, id)  # the caller's team, or 404
     page = await rows.page(heroes.VIEW, heroes.HeroQuery(**query.model_dump(), team_id=id))
     if not page["items"]:
-        # No heroes, because the team has just been deleted (on PostgreSQL each statement
-        # sees what was committed before it): gone, rather than a team with none.
+        # No heroes: perhaps the team was just deleted (each PostgreSQL statement sees that).
         await rows.one(teams.VIEW, id)
     return json_body(page)

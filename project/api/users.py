@@ -9,14 +9,7 @@ from project.api.deps import AnyUser, Me, RowsDep
 from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest
-from project.models import (
-    CurrentPassword,
-    PasswordChange,
-    User,
-    UserPublic,
-    UserUpdate,
-    UserUpdateMe,
-)
+from project.models import CurrentPassword, PasswordChange, UserPublic, UserUpdate, UserUpdateMe
 from project.services import users
 from project.web.docs import problems
 from project.web.routing import api_router, client_address, json_body
@@ -25,14 +18,14 @@ router = api_router("/users", ["users"], status.HTTP_401_UNAUTHORIZED)
 UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
 ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
 CHANGE_USER = {**ONE_USER, **problems(status.HTTP_409_CONFLICT)}
+CONFIRM = problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS)
 CHANGE_ME = problems(
     status.HTTP_400_BAD_REQUEST, status.HTTP_409_CONFLICT, status.HTTP_429_TOO_MANY_REQUESTS
 )
 
 
 async def _confirm(me: Me, password: str) -> None:
-    """Check the caller's current password. Wrong ones count as failed sign-ins, so a stolen
-    access token cannot guess it freely."""
+    """Check the current password as a sign-in, throttled: a stolen token cannot guess it freely."""
     await me.session.commit()  # wait for a turn holding no lock: others may need it to end theirs
     state, client = me.request.app.state, client_address(me.request)
     try:
@@ -40,7 +33,7 @@ async def _confirm(me: Me, password: str) -> None:
             me.session, state.hasher, state.settings, me.row.email, password, client, sign_in=False
         )
     except AuthenticationFailed:
-        if await me.session.get(User, me.row.id, populate_existing=True) is None:
+        if await me.session.get(type(me.row), me.row.id, populate_existing=True) is None:
             raise me.gone from None  # deleted meanwhile, by a concurrent request
         raise BadRequest("The current password is wrong.") from None
 
@@ -59,11 +52,7 @@ async def update_me(body: UserUpdateMe, me: Me) -> Response:
     return await me.change(users.update, body)
 
 
-@router.put(
-    "/me/password",
-    status_code=status.HTTP_204_NO_CONTENT,
-    responses=problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS),
-)
+@router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=CONFIRM)
 async def change_password(body: PasswordChange, me: Me) -> None:
     """Change the caller's password; every other session of the caller ends. Wrong current
     passwords count as failed sign-ins, so a stolen access token cannot guess it freely."""

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import secrets
 import unicodedata
-from collections.abc import Callable
 from typing import Any, cast
 
 import anyio
@@ -90,10 +89,10 @@ async def check_credentials(
     email: str,
     password: str,
     client: str,
-    allowed: Callable[[User], bool] = lambda user: user.is_active,
+    superuser: bool = False,
     sign_in: bool = True,
 ) -> User:
-    """The credentials' user, through login throttling; a bad email, password or user: 401 alike."""
+    """The credentials' active user (a superuser, if asked), throttled; else 401 alike."""
     email = canonical_email(email)
     # As many as can be hashed at once, and never more than could all fail.
     width = min(settings.password_hash_concurrency, settings.login_max_failures_per_email)
@@ -109,7 +108,7 @@ async def check_credentials(
                 await session.rollback()
                 await throttle.end_attempt(session, attempt)
             raise
-        if not verified or user is None or not allowed(user):
+        if not (verified and user and user.is_active and (user.is_superuser or not superuser)):
             await throttle.end_attempt(session, attempt, failed=True)
             raise AuthenticationFailed("Incorrect email or password.")
         await throttle.end_attempt(session, attempt)

@@ -86,8 +86,8 @@ def live_session(session_id: Any, user_id: Any) -> ColumnElement[bool]:
     )
 
 
-def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
-    """The next token pair of a login session, which neither outlives."""
+def issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> TokenPair:
+    """The next token pair of a login session (a new one's first), which neither outlives."""
     access, access_claims = tokens.encode("access", login)
     refresh, claims = tokens.encode("refresh", login)
     hashed, ends = hashlib.sha256(refresh.encode()).hexdigest(), claims.expires_at
@@ -97,22 +97,13 @@ def _issue(session: AsyncSession, tokens: TokenCodec, login: AuthSession) -> Tok
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=max(0, round(seconds)))
 
 
-async def start(session: AsyncSession, tokens: TokenCodec, user_id: uuid.UUID) -> TokenPair:
-    """Open a new login session and return its first token pair (the caller commits)."""
-    return _issue(session, tokens, AuthSession(user_id=user_id))
-
-
 async def _spend(session: AsyncSession, tokens: TokenCodec, refresh_token: str) -> AuthSession:
     """Use up a (single-use) refresh token: its live session. A reuse ends it (a thief is about)."""
     tokens.decode(refresh_token, "refresh")
     now, used, session_id = utcnow(), col(RefreshToken.used_at), col(RefreshToken.session_id)
     this_token = col(RefreshToken.token_hash) == hashlib.sha256(refresh_token.encode()).hexdigest()
-    sid = await session.scalar(
-        update(RefreshToken)
-        .where(this_token, used.is_(None), col(RefreshToken.expires_at) > now)
-        .values(used_at=now)
-        .returning(session_id)
-    )
+    unspent = update(RefreshToken).where(used.is_(None), col(RefreshToken.expires_at) > now)
+    sid = await session.scalar(unspent.where(this_token).values(used_at=now).returning(session_id))
     if sid is None:
         spent = await session.scalar(select(session_id).where(this_token, used.is_not(None)))
         if spent is None:
@@ -132,7 +123,7 @@ async def rotate(session: AsyncSession, tokens: TokenCodec, refresh_token: str) 
     if login.created_at + tokens.session_lifetime <= utcnow():
         await session.rollback()
         raise AuthenticationFailed("This login session has ended; sign in again.")
-    pair = _issue(session, tokens, login)
+    pair = issue(session, tokens, login)
     await session.commit()
     return pair
 

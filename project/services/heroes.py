@@ -2,7 +2,7 @@
 owner's; changing them is a change of the hero (see `project.data.writes`)."""
 
 import uuid
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 from sqlalchemy import func
@@ -16,6 +16,8 @@ from project.data.writes import change, insert
 from project.db.driver import Driver
 from project.models import AGE_MAX, Hero, HeroCreate, HeroPowerLink, HeroPublic, HeroUpdate
 
+Age = Annotated[int | None, Field(ge=0, le=AGE_MAX)]
+
 
 class HeroFilters(ListQuery):
     sort: Literal[
@@ -25,12 +27,8 @@ class HeroFilters(ListQuery):
         description=f"{SORT_HELP} A hero of unknown age counts as younger than any other.",
     )
     q: SearchText = None
-    min_age: int | None = Field(
-        default=None, ge=0, le=AGE_MAX, description="Heroes this old or older (of a known age)."
-    )
-    max_age: int | None = Field(
-        default=None, ge=0, le=AGE_MAX, description="Heroes this old or younger (of a known age)."
-    )
+    min_age: Age = Field(default=None, description="Heroes this old or older (of a known age).")
+    max_age: Age = Field(default=None, description="Heroes this old or younger (of a known age).")
     power_id: uuid.UUID | None = Field(default=None, description="Heroes that have this power.")
 
     @model_validator(mode="after")

@@ -48,23 +48,12 @@ VIEW = View(
 
 
 async def create(
-    db: Driver,
-    hasher: PasswordHasher,
-    email: str,
-    password: str,
-    full_name: str | None = None,
-    is_superuser: bool = False,
-    is_active: bool = True,
+    db: Driver, hasher: PasswordHasher, email: str, password: str, **fields: Any
 ) -> dict[str, Any]:
-    """A new account; a taken email is a 409 from the unique constraint itself."""
-    user = User(
-        email=email.lower(),
-        full_name=full_name,
-        hashed_password=await hasher.hash(password),
-        is_superuser=is_superuser,
-        is_active=is_active,
-    )
-    return await insert(db, VIEW, user)
+    """A new account, `fields` its full name and rights, if given; a taken email is a 409 from
+    the unique constraint itself."""
+    hashed = await hasher.hash(password)
+    return await insert(db, VIEW, User(email=email.lower(), hashed_password=hashed, **fields))
 
 
 async def ensure_superuser(db: Driver, hasher: PasswordHasher, email: str, password: str) -> bool:
@@ -78,10 +67,9 @@ async def ensure_superuser(db: Driver, hasher: PasswordHasher, email: str, passw
 
 
 async def ensure_not_last_superuser(session: AsyncSession, user: User) -> None:
-    """Refuse to remove the last active superuser. The rows are locked (PostgreSQL) or the
-    database is (SQLite), so two superusers cannot demote each other at the same moment:
-    every active superuser's row, `user`'s included, in one order, so that two such
-    requests wait for each other instead of deadlocking."""
+    """Refuse to remove the last active superuser. Every active superuser's row (`user`'s too)
+    is locked in one order (SQLite: the database is), so two superusers demoting each other at
+    once take turns instead of both succeeding, or deadlocking."""
     if not (user.is_superuser and user.is_active):
         return
     active = select(col(User.id)).where(col(User.is_superuser), col(User.is_active))
