@@ -80,9 +80,8 @@ B = TypeVar("B")
 
 @dataclass
 class Edit(Generic[M]):
-    """A row the caller may change, for this request, and the ways its change ends. Each
-    checks the request's preconditions (`If-Match`) against the row as it is first; a row
-    deleted meanwhile is `gone`."""
+    """A row the caller may change, and the ways its change ends, each checking the request's
+    preconditions against the row as it is first; a row deleted meanwhile is `gone`."""
 
     row: M
     view: View
