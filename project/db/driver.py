@@ -30,27 +30,33 @@ class Compiled(NamedTuple):
         return [given[n] if bind is None else bind(given[n]) for n, bind in self.binds]
 
 
-_PREPARED: dict[tuple[str, Hashable], Compiled] = {}
+class Statements:
+    """Compiled statements by a key that fixes their shape (the values are bound later)."""
 
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, Hashable], Compiled] = {}
 
-def prepared(dialect: Dialect, key: Hashable, build: Callable[[], ReturnsRows]) -> Compiled:
-    """`build()` compiled once per dialect and `key`, which fixes its shape (values bind later)."""
-    if (found := _PREPARED.get((dialect.name, key))) is not None:
+    def get(self, dialect: Dialect, key: Hashable, build: Callable[[], ReturnsRows]) -> Compiled:
+        if (found := self._cache.get((dialect.name, key))) is not None:
+            return found
+        stmt = build()
+        compiled = stmt.compile(dialect=dialect)
+        binds = tuple(
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        )
+        groups: dict[Any, int] = {}
+        converters = tuple(
+            (i, process, groups.setdefault(type(column.type), len(groups)))
+            for i, column in enumerate(stmt.exported_columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        )
+        found = Compiled(compiled.string, binds, compiled.params, converters)
+        self._cache[dialect.name, key] = found
         return found
-    stmt = build()
-    compiled = stmt.compile(dialect=dialect)
-    binds = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in compiled.positiontup or ()
-    )
-    groups: dict[Any, int] = {}
-    converters = tuple(
-        (i, process, groups.setdefault(type(column.type), len(groups)))
-        for i, column in enumerate(stmt.exported_columns)
-        if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
-    )
-    _PREPARED[dialect.name, key] = Compiled(compiled.string, binds, compiled.params, converters)
-    return _PREPARED[dialect.name, key]
+
+
+STATEMENTS = Statements()
 
 
 class Driver(AbstractAsyncContextManager["Driver"]):
