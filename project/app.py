@@ -46,9 +46,8 @@ STARTUP_CHECK_SECONDS = 3.0
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Opens the database and says at once what it lacks (a migration; the first superuser,
-    made here if missing). A database that does not answer yet is no reason not to start:
-    readiness reports it, and the service recovers when it answers."""
+    """Opens the database and says what it lacks (a migration; the first superuser, made here).
+    A database that does not answer yet is no reason not to start: readiness reports it."""
     settings: Settings = app.state.settings
     if settings.migrate_at_startup:
         await migrate(settings.database_url)

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Path, Request, Response
@@ -77,17 +78,17 @@ M = TypeVar("M")
 B = TypeVar("B")
 
 
+@dataclass
 class Edit(Generic[M]):
-    """A row the caller may change, for this request, and the ways its change ends. Each
-    checks the request's preconditions (`If-Match`) against the row as it is first; a row
-    deleted meanwhile is `gone`."""
+    """A row the caller may change, and the ways its change ends, each checking the request's
+    preconditions against the row as it is first; a row deleted meanwhile is `gone`."""
 
-    def __init__(
-        self, row: M, view: View, session: AsyncSession, caller: Caller, request: Request
-    ) -> None:
-        self.row, self.view, self.session = row, view, session
-        self.caller, self.request = caller, request
-        self.gone: NotFound | AuthenticationFailed = NotFound(view.name)
+    row: M
+    view: View
+    session: AsyncSession
+    caller: Caller
+    request: Request
+    gone: NotFound | AuthenticationFailed
 
     async def _read(self) -> dict[str, Any]:
         db = await Driver.of(await self.session.connection())
@@ -138,7 +139,7 @@ def editing(view: View, superuser: bool = False) -> Callable[..., Awaitable[Edit
         id: uuid.UUID = Path(description=f"The {view.name}'s id."),
     ) -> Edit[Any]:
         row = await lock(session, view, id, caller, superuser)
-        return Edit(row, view, session, caller, request)
+        return Edit(row, view, session, caller, request, NotFound(view.name))
 
     return load
 
@@ -148,9 +149,7 @@ async def _me(session: SessionDep, caller: CallerDep, request: Request) -> Edit[
         user = await lock(session, users.VIEW, caller.user_id, caller)
     except NotFound:  # deleted while this request waited for it
         raise AuthenticationFailed(ACCOUNT_GONE) from None
-    me = Edit(user, users.VIEW, session, caller, request)
-    me.gone = AuthenticationFailed(ACCOUNT_GONE)
-    return me
+    return Edit(user, users.VIEW, session, caller, request, AuthenticationFailed(ACCOUNT_GONE))
 
 
 Me = Annotated[Edit[User], Depends(_me)]

@@ -1,6 +1,5 @@
-"""What every list takes and answers, and its cursors. A page is `ORDER BY key, id LIMIT n+1`
-from where the previous one ended: a deep page costs what the first does, and rows added
-meanwhile never shift a walk. A cursor is signed, and valid only with its sort and filters."""
+"""What every list takes and answers. A page is `ORDER BY key, id LIMIT n+1` from where the last
+ended, so a deep page costs what the first does; a signed cursor holds for its sort and filters."""
 
 import base64
 import binascii

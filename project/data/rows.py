@@ -49,8 +49,7 @@ async def read_row(db: Driver, view: View, row_id: uuid.UUID) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """A request's way to the rows, as its caller: a connection taken on first use (see
-    `Driver`) and the cursors' signer."""
+    """A request's way to the rows, as its caller: a connection taken on first use, a pager."""
 
     db: Driver
     caller: Caller
@@ -68,8 +67,7 @@ class Rows:
         return found[0][0]
 
     async def page(self, view: View, query: ListQuery, superuser: bool = False) -> dict[str, Any]:
-        """A page of what the caller may see (their own rows, or everyone's for a
-        superuser) matching `query`: the list envelope."""
+        """The list envelope: what the caller may see (everything, for a superuser) of `query`."""
         everyone = await check_caller(self.db, self.caller, superuser)
         filters = frozenset(name for name in view.filters if getattr(query, name) is not None)
         values = {name: view.filters[name].prepare(getattr(query, name)) for name in filters}

@@ -1,7 +1,6 @@
-"""What the API shows of a table: a `View` pairs it with its public model, each public field a
-column, a relationship (the related rows as their own public model) or a count of the rows that
-refer to this one. From that alone come the statements that read it, built once per shape, and
-the JSON-ready dicts and ETags made of their rows."""
+"""What the API shows of a table: a `View` pairs it with its public model (each field a column,
+a relationship or a count of referring rows), and from that alone come the statements that read
+it, built once per shape, and the JSON-ready dicts and ETags made of their rows."""
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,9 +60,8 @@ def _embedded(model: type[SQLModel], public: type[BaseModel]) -> Iterator[Embedd
 
 
 class View:
-    """`model` (a table) as `public` (its response model) shows it; `sorts` and `filters`
-    are what its lists accept, `counts` its count fields (the foreign key of the counted
-    rows), `conflict` what a unique clash on it means."""
+    """`model` (a table) as `public` shows it; `sorts` and `filters` are what its lists accept,
+    `counts` its count fields (the counted rows' foreign key), `conflict` a unique clash's 409."""
 
     def __init__(
         self,

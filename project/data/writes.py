@@ -1,6 +1,5 @@
-"""Writing rows, the same way for every resource: a new row is one INSERT on the driver that
-checks the caller's session itself (its links, if any, in the same transaction); a change
-goes through the ORM, which keeps versions. A row refers only to rows of its owner's."""
+"""Writing rows: a new row is one INSERT on the driver that checks the caller's session itself;
+a change goes through the ORM, which keeps versions. A row refers only to its owner's rows."""
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -136,10 +135,9 @@ async def lock(
     caller: Caller | None = None,
     superuser: bool = False,
 ) -> Any:
-    """The row `row_id` that `caller` may change (401, 403 as `check_caller`, 404). A
-    versioned row is locked until the transaction ends: a concurrent change waits for this
-    one and then sees its version, instead of failing its versioned UPDATE. (A user, whose
-    rules lock every superuser's row in one order, is not: see `ensure_not_last_superuser`.)"""
+    """The row `row_id` that `caller` may change (401, 403 as `check_caller`, 404), locked if
+    versioned: a concurrent change waits, then sees its version rather than failing its UPDATE.
+    (Users lock every superuser's row in one order: see `ensure_not_last_superuser`.)"""
     model: Any = view.model
     stmt = select(model).where(col(model.id) == row_id)
     if caller is not None:
@@ -159,9 +157,8 @@ async def change(
     changes: Mapping[str, Any],
     links: Links | None = None,
 ) -> None:
-    """Set the fields `changes` changes and replace the links `links` lists, each row
-    referred to being the row owner's (422). Any change, a link's included, stamps
-    `updated_at`, so a versioned row's version moves too."""
+    """Apply `changes` and replace the links `links` lists, each referring to the owner's rows
+    (422). Any change, a link's included, stamps `updated_at`: a version moves too."""
     db = await Driver.of(await session.connection())
     changed = {field: value for field, value in changes.items() if getattr(row, field) != value}
     await references(db, view, getattr(row, view.owner), changed, links or {})

@@ -155,9 +155,8 @@ class Driver(AbstractAsyncContextManager["Driver"]):
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[Any]:
-        """The writer's turn, with the connection in hand first, as a session's writer takes
-        them: waiting for the turn without a connection, while those before it wait for the
-        turn holding every connection, would be a deadlock."""
+        """The writer's turn, the connection in hand first, as a session's writer takes them:
+        waiting without one, while those ahead wait holding every connection, would deadlock."""
         try:
             driver = self._driver or await self._connect()
         except Exception as exc:

@@ -1,7 +1,6 @@
-"""The OpenAPI document, and /docs and /redoc, their files pinned to a release and checked against
-a hash (Subresource Integrity): /docs keeps a signed-in token, so a file changed on the CDN must
-not run there. A new release's hash: `npm pack swagger-ui-dist@X`, then
-`openssl dgst -sha384 -binary FILE | base64`."""
+"""The OpenAPI document, and /docs and /redoc, their CDN files pinned by hash (Subresource
+Integrity): /docs keeps a signed-in token, so a file changed on the CDN must not run there.
+A new release's hash: `npm pack swagger-ui-dist@X`; `openssl dgst -sha384 -binary FILE | base64`."""
 
 from operator import attrgetter
 from typing import Any

@@ -1,6 +1,5 @@
-"""Prometheus metrics at /metrics, requests observed by a small ASGI middleware (the router found
-the route: prometheus-fastapi-instrumentator would search again). With several workers
-(PROMETHEUS_MULTIPROC_DIR, set by scripts/start.sh), /metrics sums what each writes there."""
+"""Prometheus /metrics, requests observed by an ASGI middleware that reads the route the router
+found. With several workers (PROMETHEUS_MULTIPROC_DIR), /metrics sums what each writes there."""
 
 import os
 import re
@@ -8,8 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
-from typing import Any
+from functools import cache, partial
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -38,7 +36,10 @@ class RequestMetrics:
         self.latency = Histogram(
             "http_request_duration_seconds", f"Time to answer, {by}", names, registry=registry
         )
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Each label set's children, made once: the labels are fixed sets, so they are few.
+        self._series = cache(
+            lambda *labels: (self.requests.labels(*labels), self.latency.labels(*labels))
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,13 +58,9 @@ class RequestMetrics:
             if handler != METRICS_PATH:
                 seconds = time.perf_counter() - started
                 method = scope["method"] if scope["method"] in METHODS else "other"
-                key = (handler, method, status)
-                if (series := self._series.get(key)) is None:  # few: the labels are fixed sets
-                    labels = (handler, method, str(status))
-                    series = (self.requests.labels(*labels), self.latency.labels(*labels))
-                    self._series[key] = series
-                series[0].inc()
-                series[1].observe(seconds)
+                requests, latency = self._series(handler, method, status)
+                requests.inc()
+                latency.observe(seconds)
 
 
 def has_metrics_token(request: Request, settings: Settings) -> bool:
