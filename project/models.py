@@ -5,8 +5,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 from sqlalchemy import CheckConstraint, DateTime, Index, String, event, false
 from sqlalchemy import Text as SQLText
 from sqlalchemy.engine import Dialect
@@ -191,20 +189,10 @@ class UserChange(RequestBody):
 
 
 class UserUpdateMe(UserChange):
-    current_password: str | None = Field(
-        default=None,
-        max_length=PASSWORD_MAX,
-        exclude=True,  # checked, never stored
-        description="The account's password: required with `email`.",
-        schema_extra={"pattern": NO_NUL, "validate_default": True},
+    # Checked, never stored (`exclude`); `update_me` requires it with `email`.
+    current_password: str | None = _text(
+        PASSWORD_MAX, default=None, exclude=True, description="Required with `email`."
     )
-
-    @field_validator("current_password")
-    @classmethod
-    def _required_with_email(cls, password: str | None, info: ValidationInfo) -> str | None:
-        if password is None and info.data.get("email") is not None:
-            raise PydanticCustomError("missing", "Field required to change the email")
-        return password
 
 
 class UserUpdate(UserChange):

@@ -8,7 +8,7 @@ from fastapi import Path, Query, Response, status
 from project.api.deps import AnyUser, Me, RowsDep
 from project.auth.credentials import check_credentials
 from project.data.paging import Page
-from project.errors import AuthenticationFailed, BadRequest
+from project.errors import AuthenticationFailed, BadRequest, InvalidField
 from project.models import CurrentPassword, PasswordChange, UserPublic, UserUpdate, UserUpdateMe
 from project.services import users
 from project.web.docs import problems
@@ -47,6 +47,8 @@ async def read_me(rows: RowsDep) -> Response:
 @router.patch("/me", response_model=UserPublic, responses=CHANGE_ME)
 async def update_me(body: UserUpdateMe, me: Me) -> Response:
     """Change the caller's email or full name; a new email needs the current password."""
+    if body.email is not None and body.current_password is None:
+        raise InvalidField(["body", "current_password"], "Field required to change the email")
     if body.current_password is not None:
         await _confirm(me, body.current_password)
     return await me.change(users.update, body)
