@@ -1,6 +1,7 @@
 """The errors domain code raises; `project.web.problems` turns them into problem+json."""
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from fastapi import status
 from pydantic import BaseModel
@@ -19,10 +20,11 @@ class FieldError(BaseModel):
 class ProblemError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The request cannot be processed."
+    default_headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
         self.detail = detail or self.default_detail
-        self.headers = dict(headers or {})
+        self.headers = {**self.default_headers, **(headers or {})}
         self.errors: list[FieldError] | None = None
         super().__init__(self.detail)
 
@@ -33,9 +35,7 @@ class BadRequest(ProblemError): ...
 class AuthenticationFailed(ProblemError):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_detail = "Not authenticated, or the token is invalid or expired."
-
-    def __init__(self, detail: str | None = None):
-        super().__init__(detail, {"WWW-Authenticate": "Bearer"})
+    default_headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class PermissionDenied(ProblemError):

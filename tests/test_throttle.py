@@ -178,7 +178,7 @@ async def test_a_sign_in_that_waits_too_long_for_its_turn_is_told_to_retry(
     client: AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(throttle, "TURN_WAIT_SECONDS", 0.05)
-    async with throttle.TURNS.take(alice.email):  # a sign-in for alice that takes long
+    async with throttle.take_turn(alice.email):  # a sign-in for alice that takes long
         waited = await login(client, alice.email, alice.password)
     assert assert_problem(waited, 429)["detail"] == AT_ONCE
     assert waited.headers["Retry-After"] == "1"

@@ -96,7 +96,7 @@ async def check_credentials(
     email = canonical_email(email)
     # As many as can be hashed at once, and never more than could all fail.
     width = min(settings.password_hash_concurrency, settings.login_max_failures_per_email)
-    async with throttle.TURNS.take(email, width):
+    async with throttle.take_turn(email, width):
         attempt = await throttle.begin_attempt(session, settings, email, client)
         try:
             user = await session.scalar(select(User).where(col(User.email) == email))

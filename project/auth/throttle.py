@@ -81,22 +81,20 @@ async def end_attempt(session: AsyncSession, attempt_id: uuid.UUID, failed: bool
     await session.commit()
 
 
-class Turns(WeakValueDictionary[str, asyncio.Semaphore]):
+TURNS: WeakValueDictionary[str, asyncio.Semaphore] = WeakValueDictionary()
+
+
+@asynccontextmanager
+async def take_turn(key: str, width: int = 1) -> AsyncIterator[None]:
     """One email's sign-ins take turns, `width` at a time, so none in flight go over the limit.
-    A key's turns last while someone takes or waits for one (a local of `take` holds them)."""
-
-    @asynccontextmanager
-    async def take(self, key: str, width: int = 1) -> AsyncIterator[None]:
-        turns = self.setdefault(key, asyncio.Semaphore(width))
-        try:
-            async with asyncio.timeout(TURN_WAIT_SECONDS):
-                await turns.acquire()
-        except TimeoutError:
-            raise TooManyRequests(AT_ONCE, retry_after=1) from None
-        try:
-            yield
-        finally:
-            turns.release()
-
-
-TURNS = Turns()
+    A key's turns last while someone takes or waits for one (a local here holds them)."""
+    turns = TURNS.setdefault(key, asyncio.Semaphore(width))
+    try:
+        async with asyncio.timeout(TURN_WAIT_SECONDS):
+            await turns.acquire()
+    except TimeoutError:
+        raise TooManyRequests(AT_ONCE, retry_after=1) from None
+    try:
+        yield
+    finally:
+        turns.release()
