@@ -64,7 +64,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         raw: PoolProxiedConnection | None = None,
         conn: AsyncConnection | None = None,
         idempotent: bool = False,
-        turn: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
+        turn: AbstractAsyncContextManager[Any] = nullcontext(),
     ) -> None:
         self._engine, self.dialect, self._raw, self._conn = engine, engine.dialect, raw, conn
         self._events = (engine.sync_engine if conn is None else conn.sync_connection).dispatch  # type: ignore[union-attr]
@@ -156,7 +156,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
             driver = self._driver or await self._connect()
         except Exception as exc:
             await self._raise(exc, "BEGIN")
-        async with self._turn():
+        async with self._turn:
             yield driver
 
     @asynccontextmanager
