@@ -64,7 +64,7 @@ class Database:
         writer = self.engine.execution_options(**{SQLITE_WRITE: True}) if writers else None
         self.write_sessions = async_sessionmaker(writer or self.engine, expire_on_commit=False)
         # Around a write outside a session: on SQLite, this process's turn to write.
-        self.write_turn = writers.turn if writers else nullcontext
+        self.write_turn = writers or nullcontext()
 
     def session(self, write: bool = False) -> AsyncSession:
         return (self.write_sessions if write else self.sessions)()

@@ -12,7 +12,7 @@ from sqlalchemy import Insert, Table, bindparam, insert
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 
-from project.db.driver import Driver, Statements
+from project.db.driver import Driver, compile_once
 from project.models import Team, utcnow
 from tests.factories import Account, assert_problem, create
 
@@ -155,7 +155,7 @@ async def test_a_constraint_broken_on_the_driver_is_a_problem_not_a_500(
         return insert(teams).values({c: bindparam(c, type_=teams.c[c].type) for c in orphan})
 
     async with Driver(app.state.database.engine) as db:
-        compiled = Statements().get(db.dialect, "orphan", build)
+        compiled = compile_once(db.dialect, "orphan", build)
         with pytest.raises(IntegrityError) as raised:
             await db.fetch(compiled, **orphan)
     request = Request({"type": "http", "method": "POST", "path": "/api/v1/teams", "headers": []})

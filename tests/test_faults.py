@@ -223,7 +223,7 @@ async def test_sqlite_writers_of_one_process_take_turns_in_arrival_order(tmp_pat
 
     async def writer(n: int) -> None:
         if n % 3 == 2:  # as POST /heroes writes one row on the driver
-            async with database.write_turn():
+            async with database.write_turn:
                 order.append(n)
             return
         async with database.session(write=True) as session:

@@ -12,7 +12,7 @@ from sqlmodel import col
 from project.auth.sessions import Caller, live_session
 from project.data.paging import ListQuery, Pager
 from project.data.views import Row, View
-from project.db.driver import STATEMENTS, Driver
+from project.db.driver import Driver, compile_once
 from project.errors import AuthenticationFailed, NotFound, PermissionDenied
 from project.models import AuthSession, User
 
@@ -34,14 +34,14 @@ def _superuser(rows: Sequence[Row], superuser: bool) -> bool:
 
 async def check_caller(db: Driver, caller: Caller, superuser: bool = False) -> bool:
     """Whether the caller is a superuser (401, 403 as `_superuser`)."""
-    statement = STATEMENTS.get(db.dialect, "caller", _caller)
+    statement = compile_once(db.dialect, "caller", _caller)
     rows = await db.fetch(statement, sid=caller.session_id, uid=caller.user_id)
     return _superuser(rows, superuser)
 
 
 async def read_row(db: Driver, view: View, row_id: uuid.UUID) -> dict[str, Any]:
     """The row as the API shows it, for a caller already let at it (a change)."""
-    rows = await db.fetch(STATEMENTS.get(db.dialect, (view, "row"), view.row), id=row_id)
+    rows = await db.fetch(compile_once(db.dialect, (view, "row"), view.row), id=row_id)
     if not (found := view.items(rows)):
         raise NotFound(view.name)
     return found[0][0]
@@ -57,7 +57,7 @@ class Rows:
 
     async def one(self, view: View, row_id: uuid.UUID, superuser: bool = False) -> dict[str, Any]:
         """The row as the API shows it, if the caller may see it: one statement."""
-        one = STATEMENTS.get(self.db.dialect, (view, "one"), view.one)
+        one = compile_once(self.db.dialect, (view, "one"), view.one)
         rows = await self.db.fetch(
             one, id=row_id, sid=self.caller.session_id, uid=self.caller.user_id
         )
@@ -77,7 +77,7 @@ class Rows:
             key = view.sorts[sort.lstrip("-")]
             values["after_key"], values["after_id"] = self.pager.decode(query, key)
         shape = (view, "page", scoped, sort, after, filters)
-        page = STATEMENTS.get(self.db.dialect, shape, lambda: view.page(*shape[2:]))
+        page = compile_once(self.db.dialect, shape, lambda: view.page(*shape[2:]))
         found = view.items(await self.db.fetch(page, limit=query.limit + 1, **values))
         body: dict[str, Any] = {"items": [item for item, _ in found[: query.limit]]}
         body["next_cursor"] = None
@@ -86,6 +86,6 @@ class Rows:
             body["next_cursor"] = self.pager.encode(query, row[-1], item["id"])
         if query.include_total:
             counted = (view, "total", scoped, filters)
-            total = STATEMENTS.get(self.db.dialect, counted, lambda: view.total(scoped, filters))
+            total = compile_once(self.db.dialect, counted, lambda: view.total(scoped, filters))
             [(body["total"],)] = await self.db.fetch(total, **values)
         return body

@@ -14,7 +14,7 @@ from sqlmodel import SQLModel, col
 from project.auth.sessions import Caller, live_session
 from project.data.rows import check_caller
 from project.data.views import Embedded, View
-from project.db.driver import STATEMENTS, Compiled, Driver
+from project.db.driver import Compiled, Driver, compile_once
 from project.errors import AuthenticationFailed, InvalidField, NotFound, integrity_problem
 from project.models import AuthSession, User, utcnow
 
@@ -44,7 +44,7 @@ async def insert(
     embedded = await references(db, view, getattr(row, view.owner), named, listed)
     checked = caller is not None
     shape = (view, "insert", checked)
-    statement = STATEMENTS.get(db.dialect, shape, lambda: _insert_statement(view, checked))
+    statement = compile_once(db.dialect, shape, lambda: _insert_statement(view, checked))
     values = {column.key: getattr(row, column.key) for column in mapper.columns}
     try:
         async with db.transaction() if any(listed.values()) else db.turn():
@@ -93,7 +93,7 @@ async def _owners(
     unique = list(dict.fromkeys(ids))
     if not unique:
         return []
-    statement = STATEMENTS.get(db.dialect, (e, len(unique)), lambda: _owned(e, len(unique)))
+    statement = compile_once(db.dialect, (e, len(unique)), lambda: _owned(e, len(unique)))
     values = {f"id{i}": row_id for i, row_id in enumerate(unique)}
     rows = await db.fetch(statement, owner=owner, **values)
     found = [dict(zip(e.fields, row, strict=True)) for row in rows]
@@ -115,7 +115,7 @@ async def _link(
     mine = table.c[parent] == bindparam("row_id")
 
     def statement(kind: str, build: Callable[[], Any]) -> Compiled:
-        return STATEMENTS.get(db.dialect, (view, name, kind), build)
+        return compile_once(db.dialect, (view, name, kind), build)
 
     if replace:
         current = statement("links", lambda: select(table.c[target]).where(mine))

@@ -30,33 +30,28 @@ class Compiled(NamedTuple):
         return [given[n] if bind is None else bind(given[n]) for n, bind in self.binds]
 
 
-class Statements:
-    """Compiled statements by a key that fixes their shape (the values are bound later)."""
+_COMPILED: dict[tuple[str, Hashable], Compiled] = {}
 
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, Hashable], Compiled] = {}
 
-    def get(self, dialect: Dialect, key: Hashable, build: Callable[[], ReturnsRows]) -> Compiled:
-        if (found := self._cache.get((dialect.name, key))) is not None:
-            return found
-        stmt = build()
-        compiled = stmt.compile(dialect=dialect)
-        binds = tuple(
-            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
-        )
-        groups: dict[Any, int] = {}
-        converters = tuple(
-            (i, process, groups.setdefault(type(column.type), len(groups)))
-            for i, column in enumerate(stmt.exported_columns)
-            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
-        )
-        found = Compiled(compiled.string, binds, compiled.params, converters)
-        self._cache[dialect.name, key] = found
+def compile_once(dialect: Dialect, key: Hashable, build: Callable[[], ReturnsRows]) -> Compiled:
+    """`build()` compiled once per dialect and `key`, which fixes its shape (values bound later)."""
+    if (found := _COMPILED.get((dialect.name, key))) is not None:
         return found
-
-
-STATEMENTS = Statements()
+    stmt = build()
+    compiled = stmt.compile(dialect=dialect)
+    binds = tuple(
+        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in compiled.positiontup or ()
+    )
+    groups: dict[Any, int] = {}
+    converters = tuple(
+        (i, process, groups.setdefault(type(column.type), len(groups)))
+        for i, column in enumerate(stmt.exported_columns)
+        if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+    )
+    found = Compiled(compiled.string, binds, compiled.params, converters)
+    _COMPILED[dialect.name, key] = found
+    return found
 
 
 class Driver(AbstractAsyncContextManager["Driver"]):
@@ -69,7 +64,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
         raw: PoolProxiedConnection | None = None,
         conn: AsyncConnection | None = None,
         idempotent: bool = False,
-        turn: Callable[[], AbstractAsyncContextManager[None]] = nullcontext,
+        turn: AbstractAsyncContextManager[Any] = nullcontext(),
     ) -> None:
         self._engine, self.dialect, self._raw, self._conn = engine, engine.dialect, raw, conn
         self._events = (engine.sync_engine if conn is None else conn.sync_connection).dispatch  # type: ignore[union-attr]
@@ -161,7 +156,7 @@ class Driver(AbstractAsyncContextManager["Driver"]):
             driver = self._driver or await self._connect()
         except Exception as exc:
             await self._raise(exc, "BEGIN")
-        async with self._turn():
+        async with self._turn:
             yield driver
 
     @asynccontextmanager

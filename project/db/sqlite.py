@@ -1,9 +1,7 @@
 """SQLite's part of the engine: per-connection settings, and writers that take turns."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
@@ -16,38 +14,32 @@ SQLITE_WRITE = "sqlite_begin_immediate"
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
-class WriterQueue:
-    """SQLite's busy handler is unfair (newer writers win), so this process's writers take turns."""
+class WriterQueue(asyncio.Lock):
+    """SQLite's busy handler is unfair (newer writers win), so this process's writers take turns:
+    a lock, which wakes waiters in order, held no longer than the busy timeout allows."""
 
     def __init__(self, timeout: float) -> None:
-        self._lock, self._timeout = asyncio.Lock(), timeout  # the lock wakes waiters in order
+        super().__init__()
+        self._timeout = timeout
         self._holder: Any = None  # the driver connection whose transaction has the turn
 
-    async def _acquire(self) -> None:
+    async def acquire(self) -> Literal[True]:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._lock.acquire()
+                return await super().acquire()
         except TimeoutError:
             raise TimeoutError("no turn to write within the SQLite busy timeout") from None
 
-    @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        await self._acquire()
-        try:
-            yield
-        finally:
-            self._lock.release()
-
     def begin(self, dbapi_connection: Any) -> None:
         """As a write transaction begins (inside SQLAlchemy's greenlet)."""
-        await_(self._acquire())
+        await_(self.acquire())
         self._holder = dbapi_connection
 
     def end(self, dbapi_connection: Any, *_: Any) -> None:
         """As a connection goes back to the pool or is thrown away, its transaction over."""
         if dbapi_connection is not None and dbapi_connection is self._holder:
             self._holder = None
-            self._lock.release()
+            self.release()
 
 
 def configure_sqlite(engine: AsyncEngine, busy_timeout: float, writers: WriterQueue) -> None:

@@ -32,14 +32,12 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
         self.app = app
         names, by = ("handler", "method", "status"), "by route template, method and status."
-        self.requests = Counter("http_requests_total", f"Requests {by}", names, registry=registry)
-        self.latency = Histogram(
+        requests = Counter("http_requests_total", f"Requests {by}", names, registry=registry)
+        latency = Histogram(
             "http_request_duration_seconds", f"Time to answer, {by}", names, registry=registry
         )
         # Each label set's children, made once: the labels are fixed sets, so they are few.
-        self._series = cache(
-            lambda *labels: (self.requests.labels(*labels), self.latency.labels(*labels))
-        )
+        self._series = cache(lambda *labels: (requests.labels(*labels), latency.labels(*labels)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
