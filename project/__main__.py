@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
-from project.auth import sessions, throttle
+from project.auth import credentials, sessions
 from project.auth.credentials import PasswordHasher
 from project.config import get_settings
 from project.database import Database, migrate
@@ -44,7 +44,7 @@ async def _run(command: str, email: str, password: str, client: str = "") -> str
                 ended, tokens = await sessions.prune(session, settings.admin_session_lifetime)
                 done = f"Deleted {ended} ended sessions and {tokens} more expired refresh tokens."
             else:
-                forgot = await throttle.unlock(session, email, client)
+                forgot = await credentials.unlock(session, email, client)
                 done = f"Forgot {forgot} sign-in attempts for {client or email}."
             await session.commit()
             return done
@@ -55,7 +55,7 @@ async def _run(command: str, email: str, password: str, client: str = "") -> str
 def _client(value: str) -> str:
     """`--address`: an address, or an IPv6 /64 (`2001:db8::/64`), as the throttle keys it."""
     address, slash, prefix = value.partition("/")
-    key = throttle.client_key(address)
+    key = credentials.client_key(address)
     if slash and not (prefix == "64" and key.endswith("/64")):
         raise argparse.ArgumentTypeError(f"{value} is no IP address, nor an IPv6 /64")
     return key

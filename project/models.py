@@ -399,7 +399,7 @@ class LoginAttempt(Row, table=True):
 
     email: str = Field(max_length=320, index=True)
     client: str = Field(max_length=64, index=True)
-    # False while the attempt is in flight (see `project.throttle`).
+    # False while the attempt is in flight (see `project.auth.credentials`).
     failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
     __table_args__ = (Index("ix_login_attempts_created_at", "created_at"),)

@@ -16,8 +16,8 @@ from sqlalchemy import delete, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from project.auth import throttle
-from project.auth.throttle import AT_ONCE, LOCKED
+from project.auth import credentials
+from project.auth.credentials import AT_ONCE, LOCKED
 from project.config import Settings
 from project.models import LoginAttempt, utcnow
 from tests.conftest import ROOT
@@ -177,8 +177,8 @@ async def test_an_attempt_that_never_ended_counts_as_failed(
 async def test_a_sign_in_that_waits_too_long_for_its_turn_is_told_to_retry(
     client: AsyncClient, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(throttle, "TURN_WAIT_SECONDS", 0.05)
-    async with throttle.take_turn(alice.email):  # a sign-in for alice that takes long
+    monkeypatch.setattr(credentials, "TURN_WAIT_SECONDS", 0.05)
+    async with credentials.take_turn(alice.email):  # a sign-in for alice that takes long
         waited = await login(client, alice.email, alice.password)
     assert assert_problem(waited, 429)["detail"] == AT_ONCE
     assert waited.headers["Retry-After"] == "1"
