@@ -17,8 +17,7 @@ from project.auth.credentials import PasswordHasher
 from project.auth.sessions import TokenCodec
 from project.config import Settings, get_settings
 from project.data.paging import Pager
-from project.database import Database, migrate
-from project.db.schema import Revisions
+from project.database import Database, Revisions, migrate
 from project.services import users
 from project.web import middleware
 from project.web.docs import install_docs, openapi, operation_id

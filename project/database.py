@@ -1,26 +1,30 @@
-"""The async engine, the session factory and the per-request session dependency."""
+"""The async engine, the session factory, the per-request session dependency, and the schema:
+migrating it, and whether its Alembic revision is the one this code was written for."""
 
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, NamedTuple, cast
 
 import anyio
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import Request
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio.engine import create_async_engine
 from sqlalchemy.orm.exc import StaleDataError
 
 from project.config import Settings
 from project.db.driver import Driver
 from project.db.pool import FairQueuePool, ping
-from project.db.schema import ALEMBIC_INI
 from project.db.sqlite import SQLITE_WRITE, WriterQueue, configure_sqlite
 from project.errors import CONFLICT, PreconditionFailed, integrity_problem
 
+ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -86,6 +90,34 @@ async def migrate(database_url: str) -> None:
     config = AlembicConfig(str(ALEMBIC_INI))
     config.attributes.update(database_url=database_url, configure_logging=False)
     await anyio.to_thread.run_sync(command.upgrade, config, "head")
+
+
+class Revisions(NamedTuple):
+    """The Alembic revisions this code knows, and the heads it was written for."""
+
+    heads: frozenset[str]
+    known: frozenset[str]
+
+    @classmethod
+    def load(cls) -> "Revisions":
+        """Read `alembic/versions` (blocking: files are read and imported)."""
+        script = ScriptDirectory.from_config(AlembicConfig(str(ALEMBIC_INI)))
+        known = frozenset(revision.revision for revision in script.walk_revisions())
+        return cls(frozenset(script.get_heads()), known)
+
+    async def problem(self, connection: AsyncConnection) -> str | None:
+        """What keeps this database from serving this code, or None (a newer schema is fine)."""
+        current: frozenset[str] = await connection.run_sync(
+            lambda sync: frozenset(MigrationContext.configure(sync).get_current_heads())
+        )
+        if not current:
+            return "The database has no schema yet: run `alembic upgrade head`."
+        if current == self.heads or not current <= self.known:
+            return None
+        return (
+            f"The database schema is at revision {', '.join(sorted(current))} and this code "
+            f"needs {', '.join(sorted(self.heads))}: run `alembic upgrade head`."
+        )
 
 
 def get_database(request: Request) -> Database:

@@ -23,7 +23,7 @@ from sqlmodel import SQLModel
 
 from project.app import create_app
 from project.config import Settings
-from project.db.schema import ALEMBIC_INI
+from project.database import ALEMBIC_INI
 from tests.factories import TEST_HOSTS, Account, make_account
 
 TEST_SECRET = "test-secret-key-for-the-suite-only-" + "0123456789abcdef" * 2

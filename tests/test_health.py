@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from project.app import create_app
 from project.config import Settings
-from project.database import Database
-from project.db.schema import Revisions
+from project.database import Database, Revisions
 from tests.conftest import alembic_config
 from tests.factories import assert_problem
 

@@ -5,8 +5,7 @@ import logging
 
 from fastapi import APIRouter, Request, status
 
-from project.database import get_database
-from project.db.schema import Revisions
+from project.database import Revisions, get_database
 from project.errors import ServiceUnavailable
 from project.models import Liveness, PoolUsage, Readiness
 from project.web.docs import problems
