@@ -49,7 +49,7 @@ async def _run(command: str, email: str, password: str, client: str = "") -> str
             await session.commit()
             return done
     finally:
-        await database.dispose()
+        await database.engine.dispose()
 
 
 def _client(value: str) -> str:

@@ -70,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 logger.error("the first superuser could not be made now: %r", exc)
         yield
     finally:
-        await database.dispose()
+        await database.engine.dispose()
         flush_logs()
 
 

@@ -81,9 +81,6 @@ class Database:
         size = self.settings.db_pool_size + self.settings.db_max_overflow
         return {"in_use": self.engine.pool.checkedout(), "capacity": size}  # type: ignore[attr-defined]
 
-    async def dispose(self) -> None:
-        await self.engine.dispose()
-
 
 async def migrate(database_url: str) -> None:
     """`alembic upgrade head`, from inside a running event loop (env.py runs its own)."""

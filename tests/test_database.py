@@ -33,7 +33,7 @@ async def sqlite(tmp_path: Path) -> AsyncIterator[Database]:
         )
     )
     yield database
-    await database.dispose()
+    await database.engine.dispose()
 
 
 async def test_every_sqlite_connection_is_set_up_for_concurrent_use(sqlite: Database) -> None:
@@ -80,7 +80,7 @@ async def _pool(
         yield database
         assert database.pool_status()["in_use"] == 0
     finally:
-        await database.dispose()
+        await database.engine.dispose()
 
 
 async def test_pooled_connections_go_to_waiters_in_the_order_they_asked(

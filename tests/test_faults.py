@@ -242,7 +242,7 @@ async def test_sqlite_writers_of_one_process_take_turns_in_arrival_order(tmp_pat
         await first.close()
         await asyncio.wait_for(asyncio.gather(*waiting), timeout=30)
     finally:
-        await database.dispose()
+        await database.engine.dispose()
     assert order == list(range(12))
 
 

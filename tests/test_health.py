@@ -69,7 +69,7 @@ async def test_not_ready_when_the_database_is_gone(app: FastAPI, client: AsyncCl
     try:
         response = await client.get("/health/ready")
     finally:
-        await app.state.database.dispose()
+        await app.state.database.engine.dispose()
     body = assert_problem(response, 503)
     assert response.headers["Retry-After"].isdigit()
     assert "database" in body["detail"].lower()
@@ -99,7 +99,7 @@ async def _on(app: FastAPI, client: AsyncClient, url: str, method: str, path: st
             return await client.post(path, data=form)
         return await client.get(path)
     finally:
-        await app.state.database.dispose()
+        await app.state.database.engine.dispose()
         app.state.database = serving
 
 
