@@ -8,7 +8,6 @@ import time
 from fastapi import status
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.middleware import trustedhost
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -165,17 +164,17 @@ class HeadMiddleware:
             scope.update((key, value) for key, value in as_get.items() if key != "method")
 
 
-class TrustedHostMiddleware(trustedhost.TrustedHostMiddleware):
-    """Starlette's Host check (its constructor checks the patterns) by a set and a suffix, not
+class TrustedHostMiddleware:
+    """The Host check, for the patterns Settings checked (any case), by a set and a suffix, not
     a regex per request; refused in problem+json; never sent to `www.`."""
 
     any_host = ("/health/", "/metrics")  # probes and scrapers ask by address, and get no URL
     dns = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"  # no character that moves a URL's authority
 
     def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
-        super().__init__(app, allowed_hosts, www_redirect=False)
-        self.names = frozenset(p.encode() for p in self.allowed_hosts if not p.startswith("*"))
-        self.domains = tuple(p[1:].encode() for p in self.allowed_hosts if p.startswith("*."))
+        self.app, self.allow_any = app, "*" in allowed_hosts
+        self.names = frozenset(p.lower().encode() for p in allowed_hosts if not p.startswith("*"))
+        self.domains = tuple(p[1:].lower().encode() for p in allowed_hosts if p.startswith("*."))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.allow_any or scope["type"] != "http" or scope["path"].startswith(self.any_host):
