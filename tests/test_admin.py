@@ -15,8 +15,8 @@ from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import exists, update
 from sqlmodel import col
 
+from project.admin import CROSS_SITE
 from project.admin.forms import STALE
-from project.admin.guard import CROSS_SITE
 from project.app import create_app
 from project.auth import sessions as login_sessions
 from project.config import Settings

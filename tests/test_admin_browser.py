@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from project.admin.guard import CROSS_SITE
+from project.admin import CROSS_SITE
 from tests.conftest import ROOT
 from tests.factories import PASSWORD
 from tests.server import LiveServer
