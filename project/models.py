@@ -13,20 +13,8 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Relationship, SQLModel, func
 from sqlmodel._compat import SQLModelConfig
 
-from project.text import (
-    DESCRIPTION_MAX,
-    NAME_KEY_BYTES,
-    NAME_MAX,
-    NO_NUL,
-    NOT_BLANK,
-    PASSWORD_MAX,
-    PASSWORD_MIN,
-    Email,
-    LongText,
-    Name,
-    Text,
-    fold,
-)
+from project import text
+from project.text import NAME_KEY_BYTES, NAME_MAX, NO_NUL, Email, LongText, Name, Text, fold
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -131,7 +119,10 @@ class NameKey(SQLModel):
     (see `fold`), which the hook below keeps whenever the row is written."""
 
     name_key: str = Field(
-        default="", max_length=NAME_KEY_BYTES, sa_type=_sort_key(NAME_KEY_BYTES), index=True
+        default="",
+        max_length=NAME_KEY_BYTES,
+        sa_type=_sort_key(NAME_KEY_BYTES),
+        index=True,
     )
 
 
@@ -177,7 +168,7 @@ class UserCreate(RequestBody, UserBase):
         {"email": "ada@example.com", "password": "correct horse battery", "full_name": "Ada"}
     )
 
-    password: str = _text(PASSWORD_MAX, PASSWORD_MIN)
+    password: str = _text(text.PASSWORD_MAX, text.PASSWORD_MIN)
     full_name: Text | None = None
 
 
@@ -191,7 +182,7 @@ class UserChange(RequestBody):
 class UserUpdateMe(UserChange):
     # Checked, never stored (`exclude`); `update_me` requires it with `email`.
     current_password: str | None = _text(
-        PASSWORD_MAX, default=None, exclude=True, description="Required with `email`."
+        text.PASSWORD_MAX, default=None, exclude=True, description="Required with `email`."
     )
 
 
@@ -203,7 +194,7 @@ class UserUpdate(UserChange):
 class CurrentPassword(RequestBody):
     model_config = _example({"current_password": "correct horse battery"})
 
-    current_password: str = _text(PASSWORD_MAX)
+    current_password: str = _text(text.PASSWORD_MAX)
 
 
 class PasswordChange(CurrentPassword):
@@ -211,7 +202,7 @@ class PasswordChange(CurrentPassword):
         {"current_password": "correct horse battery", "new_password": "staple battery horse"}
     )
 
-    new_password: str = _text(PASSWORD_MAX, PASSWORD_MIN)
+    new_password: str = _text(text.PASSWORD_MAX, text.PASSWORD_MIN)
 
 
 class UserPublic(UserBase, Timestamped):
@@ -220,7 +211,7 @@ class UserPublic(UserBase, Timestamped):
 
 
 class TeamBase(SQLModel):
-    name: Name = _text(pattern=NOT_BLANK)
+    name: Name = _text(pattern=text.NOT_BLANK)
     headquarters: str = _text()
 
 
@@ -244,7 +235,7 @@ class TeamCreate(RequestBody, TeamBase):
 class TeamUpdate(RequestBody):
     model_config = _example({"headquarters": "Avengers Compound"})
 
-    name: Name = _text(pattern=NOT_BLANK, default=None)
+    name: Name = _text(pattern=text.NOT_BLANK, default=None)
     headquarters: Text = Field(default=None)
 
 
@@ -258,8 +249,8 @@ class TeamDetail(TeamPublic):
 
 
 class PowerBase(SQLModel):
-    name: Name = _text(pattern=NOT_BLANK)
-    description: str | None = _text(max_length=DESCRIPTION_MAX, default=None)
+    name: Name = _text(pattern=text.NOT_BLANK)
+    description: str | None = _text(max_length=text.DESCRIPTION_MAX, default=None)
 
 
 class HeroPowerLink(SQLModel, table=True):
@@ -290,7 +281,7 @@ class PowerCreate(RequestBody, PowerBase):
 class PowerUpdate(RequestBody):
     model_config = _example({"description": "Flies faster than sound."})
 
-    name: Name = _text(pattern=NOT_BLANK, default=None)
+    name: Name = _text(pattern=text.NOT_BLANK, default=None)
     description: LongText | None = None
 
 
@@ -303,7 +294,7 @@ AGE_MAX = 10_000
 
 
 class HeroBase(SQLModel):
-    name: Name = _text(pattern=NOT_BLANK)
+    name: Name = _text(pattern=text.NOT_BLANK)
     secret_name: str = _text()
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
 
@@ -357,7 +348,7 @@ class HeroCreate(RequestBody, HeroBase):
 class HeroUpdate(RequestBody):
     model_config = _example({"age": 17, "power_ids": []})
 
-    name: Name = _text(pattern=NOT_BLANK, default=None)
+    name: Name = _text(pattern=text.NOT_BLANK, default=None)
     secret_name: Text = Field(default=None)
     age: int | None = Field(default=None, ge=0, le=AGE_MAX, schema_extra=STRICT)
     team_id: uuid.UUID | None = None

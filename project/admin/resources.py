@@ -15,15 +15,9 @@ from sqlmodel import col, select
 from starlette.datastructures import State
 from wtforms import HiddenField, PasswordField, validators
 
+import project.admin.forms as forms
 from project import models
-from project.admin.forms import (
-    GONE,
-    ChoicesConverter,
-    FormData,
-    NumberFilter,
-    UUIDForeignKeyFilter,
-    refusals,
-)
+from project.admin.forms import FormData
 from project.data.writes import lock
 from project.database import commit
 from project.errors import NotFound, PreconditionFailed
@@ -31,8 +25,8 @@ from project.models import User, UserCreate
 from project.services import heroes, powers, teams, users
 
 NewPassword = create_model("NewPassword", password=(str, UserCreate.model_fields["password"]))
-OWNER_FILTER = UUIDForeignKeyFilter("owner_id", "email", foreign_model=User, title="Owner")
-TEAM_FILTER = UUIDForeignKeyFilter("team_id", "name", foreign_model=models.Team, title="Team")
+OWNER_FILTER = forms.UUIDForeignKeyFilter("owner_id", "email", foreign_model=User, title="Owner")
+TEAM_FILTER = forms.UUIDForeignKeyFilter("team_id", "name", foreign_model=models.Team, title="Team")
 
 
 class AppView(ModelView):
@@ -42,7 +36,7 @@ class AppView(ModelView):
     update_schema: ClassVar[type[BaseModel]]
     fields: ClassVar[tuple[str, ...]] = ()  # what the form edits
 
-    can_export, page_size, form_converter = False, 25, ChoicesConverter
+    can_export, page_size, form_converter = False, 25, forms.ChoicesConverter
     column_type_formatters: ClassVar[dict[type, Any]] = {
         **BASE_FORMATTERS,
         datetime: lambda moment: moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -79,11 +73,11 @@ class AppView(ModelView):
 
     async def update_model(self, request: Request, pk: str, data: FormData, **extra: Any) -> Any:
         """Through the service's `update`, which also takes `extra` (a user's new password)."""
-        with refusals():
+        with forms.refusals():
             body = self.update_schema.model_validate(self.body(data))
             async with self.state.database.session(write=True) as session:
                 if (row := await self._row(session, pk)) is None:
-                    raise ValueError(GONE)
+                    raise ValueError(forms.GONE)
                 # As `If-Match` in the API: a row changed since the form was opened is refused.
                 if "version" in data and str(data["version"]) != str(row.version):
                     raise PreconditionFailed()
@@ -92,7 +86,7 @@ class AppView(ModelView):
         return row
 
     async def delete_model(self, request: Request, pk: Any) -> None:
-        with refusals():
+        with forms.refusals():
             async with self.state.database.session(write=True) as session:
                 if (row := await self._row(session, pk)) is not None:
                     await self.rules.delete(session, row)
@@ -123,11 +117,11 @@ class OwnedView(AppView):
         super().__init_subclass__(**kwargs)
 
     async def insert_model(self, request: Request, data: FormData) -> Any:
-        with refusals():
+        with forms.refusals():
             body = self.create_schema.model_validate(self.body(data))
             async with self.state.database.session() as session:
                 if await session.get(User, data["owner_id"]) is None:
-                    raise ValueError(GONE)
+                    raise ValueError(forms.GONE)
             async with self.state.database.driver() as db:
                 item = await self.rules.create(db, data["owner_id"], body)
         return self.model(id=item["id"])  # all sqladmin needs: where to go next
@@ -174,7 +168,7 @@ class UserAdmin(AppView, model=models.User):
     async def insert_model(self, request: Request, data: FormData) -> Any:
         account = self.body(data)
         rights = {right: account.pop(right) for right in ("is_active", "is_superuser")}
-        with refusals():
+        with forms.refusals():
             body = UserCreate(**account, password=data.get("password") or "")
             async with self.state.database.driver() as db:
                 item = await users.create(db, self.state.hasher, **body.model_dump(), **rights)
@@ -185,7 +179,7 @@ class UserAdmin(AppView, model=models.User):
         if request.session["user_id"] == str(uuid.UUID(pk)):
             extra["keep"] = uuid.UUID(request.session["sid"])
         if data.get("password"):  # hashed before the transaction opens
-            with refusals():
+            with forms.refusals():
                 new: Any = NewPassword(password=data["password"])
             extra["password_hash"] = await self.state.hasher.hash(new.password)
         return await super().update_model(request, pk, data, **extra)
@@ -214,7 +208,7 @@ class HeroAdmin(OwnedView, model=models.Hero):
     column_list = (*fields, "owner_id")
     column_searchable_list = ("name", "secret_name")
     column_sortable_list = ("name", "secret_name", "age")
-    column_filters = (TEAM_FILTER, OWNER_FILTER, NumberFilter("age", title="Age"))
+    column_filters = (TEAM_FILTER, OWNER_FILTER, forms.NumberFilter("age", title="Age"))
     form_args: ClassVar[dict[str, dict[str, Any]]] = {"team": {"blank_text": "(no team)"}}
 
     def body(self, data: FormData) -> dict[str, Any]:

@@ -19,9 +19,7 @@ UserId = Annotated[uuid.UUID, Path(description="The user's id.")]
 ONE_USER = problems(status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND)
 CHANGE_USER = {**ONE_USER, **problems(status.HTTP_409_CONFLICT)}
 CONFIRM = problems(status.HTTP_400_BAD_REQUEST, status.HTTP_429_TOO_MANY_REQUESTS)
-CHANGE_ME = problems(
-    status.HTTP_400_BAD_REQUEST, status.HTTP_409_CONFLICT, status.HTTP_429_TOO_MANY_REQUESTS
-)
+CHANGE_ME = {**CONFIRM, **problems(status.HTTP_409_CONFLICT)}
 
 
 async def _confirm(me: Me, password: str) -> None:

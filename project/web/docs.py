@@ -157,18 +157,15 @@ def install_docs(app: FastAPI) -> None:
     """Serve /docs and /redoc for the app's OpenAPI document (none when it has none)."""
     if (url := app.openapi_url) is None:
         return
-    title = f"{app.title} - docs"
+    page: dict[str, Any] = {"openapi_url": url, "title": f"{app.title} - docs"}
     swagger_ui = get_swagger_ui_html(
-        openapi_url=url,
-        title=title,
+        **page,
         swagger_js_url=SWAGGER_UI_JS,
         swagger_css_url=SWAGGER_UI_CSS,
         swagger_ui_parameters=app.swagger_ui_parameters,
     )
     # No Google fonts: the page's CSP lets no other host serve fonts.
-    redoc = get_redoc_html(
-        openapi_url=url, title=title, redoc_js_url=REDOC_JS, with_google_fonts=False
-    )
+    redoc = get_redoc_html(**page, redoc_js_url=REDOC_JS, with_google_fonts=False)
     # Built once: the pages never change while the process runs.
     pages = {"/docs": _pinned(swagger_ui), "/redoc": _pinned(redoc)}
 
