@@ -27,7 +27,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="runs of each S1/S2 target; the median counts"
+        "--rounds", type=int, default=3, help="runs of each S1, S2 and S3 target; the median counts"
     )
     parser.add_argument("--mixed-duration", type=float, default=60, help="seconds of S6")
     parser.add_argument("--deep-heroes", type=int, default=1_000_000, help="S5's table size")

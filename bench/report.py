@@ -178,7 +178,7 @@ def write_docs(results: Results, found: list[Check], meta: dict[str, Any]) -> Pa
             f"Latest run: {meta['started']} ({meta['duration_s']:.0f} s), {meta['machine']}.\n"
             f"Command: `{meta['command']}`. Each measured run lasts "
             f"{meta['options']['duration']:g} s after {meta['options']['warmup']:g} s of "
-            f"warm-up; S6 lasts {meta['options']['mixed_duration']:g} s. S1 and S2 run each "
+            f"warm-up; S6 lasts {meta['options']['mixed_duration']:g} s. S1, S2 and S3 run each "
             f"target {meta['options'].get('rounds', 1)} times, interleaved, and keep the median.",
             "### Targets\n\n" + targets_table(found, results),
             "### Every run\n\n" + table(results),

@@ -27,7 +27,7 @@ class Options:
     warmup: float  # seconds of unmeasured load before each measured run
     mixed_duration: float  # S6
     deep_heroes: int  # S5's table
-    rounds: int  # S1 and S2: each target's result is the median of this many runs
+    rounds: int  # S1, S2, S3: each target's result is the median of this many runs
     profile: bool  # run the service under pyinstrument
     only: frozenset[str]  # the scenarios to run
     service_env: dict[str, str]  # settings that override the production defaults
@@ -142,6 +142,19 @@ def _scenarios(
     ) -> None:
         keep(scenario, target, [run(url, lua, conns, seconds, **kw)])
 
+    def compare(
+        scenario: str, lua: Path, conns: int, urls: dict[str, str], headers: Any, **kw: Any
+    ) -> None:
+        """The service and its baselines in turn, `rounds` times (a noisy minute hits all
+        alike); only the service is sent `headers`."""
+        runs: dict[str, list[load.Result]] = {target: [] for target in urls}
+        for _ in range(options.rounds):
+            for target, url in urls.items():
+                sent = {"headers": headers} if target == "service" else {}
+                runs[target].append(run(url, lua, conns, **sent, **kw))
+        for target, found in runs.items():
+            keep(scenario, target, found)
+
     hero = f"/api/v1/heroes/{fx.hero_id}"
     reads = {
         "S1": (hero, f"/raw/heroes/{fx.hero_id}", "/bare/hero"),
@@ -152,18 +165,12 @@ def _scenarios(
     }
     for scenario, (path, raw, bare) in reads.items():
         if scenario.split()[0] in options.only:
-            runs: dict[str, list[load.Result]] = {"service": [], "raw": [], "bare": []}
-            for _ in range(options.rounds):  # interleaved: a noisy minute hits all three alike
-                runs["service"].append(run(service.url + path, get, 32, headers=auth))
-                runs["raw"].append(run(baseline.url + raw, get, 32))
-                runs["bare"].append(run(baseline.url + bare, get, 32))
-            for target, found in runs.items():
-                keep(scenario, target, found)
+            urls = {"service": service.url + path, "raw": baseline.url + raw}
+            compare(scenario, get, 32, {**urls, "bare": baseline.url + bare}, headers=auth)
     if "S3" in options.only:
-        new = "/api/v1/heroes"
-        measure("S3", "service", service.url + new, post, 64, headers=auth, args=[body])
-        measure("S3", "raw", baseline.url + "/raw/heroes", post, 64, args=[body])
-        measure("S3", "bare", baseline.url + "/bare/heroes", post, 64, args=[body])
+        new = {"service": "/api/v1/heroes", "raw": "/raw/heroes", "bare": "/bare/heroes"}
+        urls = {k: (service if k == "service" else baseline).url + v for k, v in new.items()}
+        compare("S3", post, 64, urls, headers=auth, args=[body])
     if "S4" in options.only:
         login = load.command(
             service.url + "/api/v1/auth/login",
