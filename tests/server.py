@@ -23,6 +23,19 @@ from tests.pgcluster import free_port
 STARTUP_SECONDS = 60
 
 
+def run_python(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """This Python run with `args` in the repository, as an operator runs it: no terminal."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class LiveServer:
     def __init__(
         self,

@@ -6,8 +6,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from sqlalchemy import text
 from project.api.deps import SessionDep
 from project.app import create_app
 from project.config import Settings
-from tests.conftest import ROOT
 from tests.factories import (
     PRODUCTION_DATABASE,
     Account,
@@ -29,6 +26,7 @@ from tests.factories import (
     login,
     production_settings,
 )
+from tests.server import run_python
 
 
 async def test_unknown_path_is_a_problem(client: AsyncClient) -> None:
@@ -454,14 +452,7 @@ def test_check_settings_lists_every_problem_at_once(tmp_path: Path) -> None:
         "LOG_LEVEL": "verbose",
         "ALLOWED_HOSTS": "https://api.example.com",
     }
-    checked = subprocess.run(
-        [sys.executable, "-m", "project", "check-settings"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    checked = run_python("-m", "project", "check-settings", env=env)
     assert checked.returncode == 2
     lines = checked.stderr.splitlines()
     for expected in (

@@ -5,8 +5,6 @@ the service is not is refused, in problem+json, before anything reads it. /healt
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,9 +15,9 @@ from pydantic import ValidationError
 
 from project.app import create_app
 from project.config import Settings
-from tests.conftest import ROOT
 from tests.factories import PRODUCTION_DATABASE as DATABASE
 from tests.factories import Account, assert_problem, production_settings
+from tests.server import run_python
 
 FOREIGN = ("evil.example", "evil.example:80", "testserver.evil.example", "eviltestserver")
 # Host headers that name an allowed host in part, or not in a form a URL may hold.
@@ -176,23 +174,9 @@ def test_the_service_refuses_to_start_in_production_without_allowed_hosts() -> N
         "SECRET_KEY": "k" * 48,
         "DATABASE_URL": DATABASE,
     }
-    checked = subprocess.run(
-        [sys.executable, "-m", "project", "check-settings"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    checked = run_python("-m", "project", "check-settings", env=env)
     assert checked.returncode == 2
     assert checked.stderr.startswith("ALLOWED_HOSTS must be set in production"), checked.stderr
-    started = subprocess.run(
-        [sys.executable, "-c", "import project.app"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    started = run_python("-c", "import project.app", env=env)
     assert started.returncode != 0
     assert "ALLOWED_HOSTS must be set in production" in started.stderr

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy.engine import make_url
 from project.app import create_app
 from project.config import Settings
 from project.services.users import EMAIL_TAKEN
-from tests.conftest import ROOT, AccountFactory
+from tests.conftest import AccountFactory
 from tests.factories import (
     PASSWORD,
     Account,
@@ -25,6 +24,7 @@ from tests.factories import (
     login,
     signed_in_again,
 )
+from tests.server import run_python
 
 ME = "/api/v1/users/me"
 
@@ -417,29 +417,14 @@ def test_a_first_superuser_password_that_breaks_the_rules_stops_the_service(
         Settings(  # type: ignore[call-arg]
             _env_file=None, first_superuser_email="root@example.com", first_superuser_password="x"
         )
-    started = subprocess.run(
-        [sys.executable, "-c", "import project.app"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    started = run_python("-c", "import project.app", env=env)
     assert started.returncode != 0
     assert "FIRST_SUPERUSER_PASSWORD must be 8 to 256 characters" in started.stderr
 
 
 def _manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`python -m project ...` as an operator runs it, with no terminal to ask on."""
-    return subprocess.run(
-        [sys.executable, "-m", "project", *args],
-        env=env,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_python("-m", "project", *args, env=env)
 
 
 def test_create_superuser_command(database_url: str, app: FastAPI) -> None:
