@@ -349,4 +349,13 @@ async def test_an_empty_patch_changes_nothing(
 
 async def test_malformed_ids_are_422(client: AsyncClient, alice: Account, kind: str) -> None:
     for bad in ("not-a-uuid", "1", "%00"):
-        assert_problem(await client.get(f"/api/v1/{kind}/{bad}", headers=alice.headers), 422)
+        problem = assert_problem(
+            await client.get(f"/api/v1/{kind}/{bad}", headers=alice.headers), 422
+        )
+        assert [error["loc"] for error in problem["errors"]] == [["path", "id"]]
+
+
+async def test_the_token_is_checked_before_the_id(client: AsyncClient, kind: str) -> None:
+    """Without a valid token, any id is a 401: nothing of the request is judged first."""
+    for headers in ({}, {"Authorization": "Bearer forged"}):
+        assert_problem(await client.get(f"/api/v1/{kind}/not-a-uuid", headers=headers), 401)
