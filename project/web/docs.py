@@ -26,7 +26,8 @@ ASSETS = Path(fastapi_offline.__file__).parent / "static"
 # The release in the URL: a browser may keep a file as long as it likes.
 STATIC = f"/docs/static/{version('fastapi-offline')}"
 CACHED = {"Cache-Control": "public, max-age=31536000, immutable"}
-# ReDoc's sidebar shows Redocly's logo from their CDN; an image that cannot load it hides.
+# ReDoc's sidebar shows Redocly's logo from Redocly's CDN; pointed at a `data:` URL that is no
+# image, it hides it.
 REDOCLY_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 # The handler's name (`create_hero`): stable, and a good method name for generated clients.
 operation_id = attrgetter("name")
