@@ -26,6 +26,8 @@ from project.config import Settings
 from project.database import ALEMBIC_INI
 from tests.factories import TEST_HOSTS, Account, make_account
 
+# The browser tests' fixtures (`watched`, and what it takes), for any module that asks.
+pytest_plugins = ["tests.browser"]
 TEST_SECRET = "test-secret-key-for-the-suite-only-" + "0123456789abcdef" * 2
 
 

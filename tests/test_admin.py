@@ -107,6 +107,18 @@ async def test_a_superuser_signs_in_and_reaches_every_view(
         assert (await http.get(f"/admin/{view}/list")).status_code == 200
 
 
+async def test_the_sign_in_form_asks_for_the_email(browser: AdminClient) -> None:
+    page = await browser().get("/admin/login")
+    assert page.status_code == 200
+    label = re.search(r'<label[^>]*\bfor="(\w+)"[^>]*>([^<]*)</label>', page.text)
+    assert label is not None and label[2] == "Email", page.text
+    field = re.search(rf'<input[^>]*\bid="{label[1]}"[^>]*>', page.text, re.DOTALL)
+    assert field is not None and 'name="username"' in field[0]  # what the form posts
+    hint = re.search(r'aria-describedby="([\w-]+)"', field[0])
+    assert hint is not None
+    assert re.search(rf'id="{hint[1]}"[^>]*>The email you sign in with\.<', page.text)
+
+
 async def test_the_session_cookie_is_httponly_strict_and_only_for_the_admin(
     browser: AdminClient, admin: Account
 ) -> None:

@@ -1,117 +1,21 @@
-"""The admin in a real browser: Debian's headless Chromium, driven by Playwright, against the
-real server in a process of its own.
+"""The admin in a real browser (tests/browser.py), against the real server.
 
-Without /usr/bin/chromium the tests skip with the reason, except where the `CI` variable is
-set (as .ci/run does): there a missing browser fails them, so CI cannot pass without them.
 `UPDATE_SCREENSHOTS=1` also writes the hero list's screenshot to docs/images/ (docs/operations.md).
 """
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
-import pytest
-from fastapi import FastAPI
-from playwright.async_api import Browser, Page, Route, async_playwright
 
 from project.admin import CROSS_SITE
+from tests.browser import ADA, Watched, register_ada
 from tests.conftest import ROOT
-from tests.factories import PASSWORD
 from tests.server import LiveServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without internet, background networking makes Chromium hang: switch all of it off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ROOT_EMAIL, ROOT_PASSWORD = "root@example.com", "root password for the browser test"
-ADA = "ada@example.com"
 SCREENSHOT = ROOT / "docs" / "images" / "admin-heroes.png"
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not CHROMIUM.exists():
-        reason = f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {reason}")
-        pytest.skip(reason)
-    return str(CHROMIUM)
-
-
-@pytest.fixture
-def server(database_url: str, tmp_path: Path, app: FastAPI) -> Iterator[LiveServer]:
-    """The real service on empty tables (the `app` fixture empties them), with a superuser."""
-    env = {"FIRST_SUPERUSER_EMAIL": ROOT_EMAIL, "FIRST_SUPERUSER_PASSWORD": ROOT_PASSWORD}
-    with LiveServer(database_url, tmp_path, env=env) as live:
-        yield live
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield launched
-        await launched.close()
-
-
-class Watched:
-    """A page that may only talk to the server, and whose errors are kept."""
-
-    def __init__(self, page: Page, server: LiveServer) -> None:
-        self.page = page
-        self.server = server
-        self.outside: list[str] = []
-        self.errors: list[str] = []
-        page.set_default_timeout(15_000)
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    async def local_only(self, route: Route) -> None:
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            await route.continue_()
-        else:
-            self.outside.append(route.request.url)
-            await route.abort()
-
-    async def sign_in(self) -> None:
-        await self.page.goto(f"{self.server.url}/admin/")
-        await self.page.fill("input[name=username]", ROOT_EMAIL)
-        await self.page.fill("input[name=password]", ROOT_PASSWORD)
-        await self.page.click("button[type=submit]")
-        await self.page.wait_for_url(f"{self.server.url}/admin/")
-
-
-@pytest.fixture
-async def watched(browser: Browser, server: LiveServer) -> AsyncIterator[Watched]:
-    context = await browser.new_context(viewport={"width": 1360, "height": 600})
-    watched = Watched(await context.new_page(), server)
-    await context.route("**/*", watched.local_only)
-    yield watched
-    await context.close()
-
-
-async def _register_ada(server: LiveServer) -> dict[str, str]:
-    async with httpx.AsyncClient(base_url=server.url) as api:
-        registered = await api.post(
-            "/api/v1/auth/register", json={"email": ADA, "password": PASSWORD}
-        )
-        assert registered.status_code == 201, registered.text
-        signed_in = await api.post(
-            "/api/v1/auth/login", data={"username": ADA, "password": PASSWORD}
-        )
-        assert signed_in.status_code == 200, signed_in.text
-    return {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
 
 
 async def test_a_superuser_makes_a_team_and_a_hero_that_the_api_then_serves(
@@ -120,7 +24,7 @@ async def test_a_superuser_makes_a_team_and_a_hero_that_the_api_then_serves(
     tmp_path: Path,
     record_property: Callable[[str, object], None],
 ) -> None:
-    ada = await _register_ada(server)
+    ada = await register_ada(server)
     async with httpx.AsyncClient(base_url=server.url) as api:
         power = await api.post("/api/v1/powers", json={"name": "Wall-crawling"}, headers=ada)
         assert power.status_code == 201, power.text
@@ -189,7 +93,7 @@ FORGERY = """<!doctype html>
 async def test_a_page_on_another_site_cannot_post_an_admin_form(
     watched: Watched, server: LiveServer
 ) -> None:
-    ada = await _register_ada(server)
+    ada = await register_ada(server)
     async with httpx.AsyncClient(base_url=server.url) as api:
         owner = (await api.get("/api/v1/users/me", headers=ada)).json()["id"]
     await watched.sign_in()

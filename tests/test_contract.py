@@ -1,7 +1,9 @@
 """The HTTP contract every endpoint shares: problem+json for every error the framework
 itself raises, body and media-type limits, headers, CORS, and the OpenAPI document."""
 
+import base64
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ from sqlalchemy import text
 from project.api.deps import SessionDep
 from project.app import create_app
 from project.config import Settings
+from project.web.docs import STATIC
 from tests.factories import (
     PRODUCTION_DATABASE,
     Account,
@@ -347,26 +350,59 @@ async def test_a_handlers_own_headers_win_over_the_defaults(
     assert response.headers.get_list("x-frame-options") == ["DENY"]
 
 
-async def test_docs_get_a_csp_that_lets_swagger_ui_load(client: AsyncClient) -> None:
-    response = await client.get("/docs")
+def _sha256(script: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+
+
+@pytest.mark.parametrize(
+    ("page", "inline", "styles", "workers"),
+    [("/docs", 1, "'self'", "'none'"), ("/redoc", 0, "'self' 'unsafe-inline'", "blob:")],
+)
+async def test_docs_run_only_their_own_files_and_the_scripts_they_name(
+    client: AsyncClient, page: str, inline: int, styles: str, workers: str
+) -> None:
+    """Scripts and styles from this origin only; an inline script runs if the CSP names its
+    hash; ReDoc styles what it renders inline, and searches in a worker made from a blob."""
+    response = await client.get(page)
     assert response.status_code == 200
-    csp = response.headers["content-security-policy"]
-    assert "https://cdn.jsdelivr.net" in csp and "frame-ancestors 'none'" in csp
+    policy = dict(
+        directive.strip().partition(" ")[::2]
+        for directive in response.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'self'"
+    scripts = re.findall(r"<script>(.*?)</script>", response.text, re.DOTALL)
+    assert len(scripts) == inline  # Swagger UI's set-up
+    assert policy["script-src"].split() == ["'self'", *map(_sha256, scripts)]
+    assert (policy["style-src"], policy["worker-src"]) == (styles, workers)
+    assert policy["img-src"] == "'self' data:"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "http" not in response.headers["content-security-policy"]  # no other host
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_docs_load_only_pinned_files_the_browser_checks(
-    client: AsyncClient, page: str
-) -> None:
-    """A file from the CDN runs only as released: one version, its hash checked (SRI)."""
+async def test_docs_load_only_files_the_service_serves(client: AsyncClient, page: str) -> None:
     html = (await client.get(page)).text
-    tags = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"https://cdn[^>]*>", html)
-    assert tags, html
-    for tag in tags:
-        assert re.search(r"@\d+\.\d+\.\d+/", tag), tag
-        assert re.search(r'integrity="sha384-[A-Za-z0-9+/]{64}"', tag), tag
-        assert 'crossorigin="anonymous"' in tag, tag
-    assert "fonts.googleapis.com" not in html  # the page's CSP would refuse it anyway
+    files = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"([^\"]*)\"", html)
+    assert len(files) == (3 if page == "/docs" else 2), html  # the UI's files and the icon
+    for url in files:
+        assert re.fullmatch(r"/docs/static/\d+\.\d+\.\d+/[\w.-]+\.(js|css|png)", url), url
+        served = await client.get(url)
+        assert served.status_code == 200, url
+        kind = {"js": "text/javascript", "css": "text/css", "png": "image/png"}[url.split(".")[-1]]
+        assert served.headers["content-type"].startswith(kind), url
+        # Named by the release: a new one is a new URL, so browsers may keep each for good.
+        assert served.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert b"cdn.redoc.ly" not in served.content  # ReDoc's sidebar logo
+    assert "fonts.googleapis.com" not in html
+    if page == "/docs":  # and no badge from the online validator, which is swagger.io's
+        assert '"validatorUrl": null' in html
+
+
+async def test_a_file_the_docs_do_not_have_is_a_problem(client: AsyncClient) -> None:
+    css = re.search(r'href="(/docs/static/[^"]+/)swagger-ui.css"', (await client.get("/docs")).text)
+    assert css is not None
+    for name in ("nothing.js", "..%2F..%2Fpyproject.toml", "%2e%2e"):
+        assert_problem(await client.get(f"{css[1]}{name}"), 404)
 
 
 async def test_cors_allows_configured_origins_only(client: AsyncClient) -> None:
@@ -538,7 +574,7 @@ async def test_docs_can_be_turned_off(settings: Settings) -> None:
     from httpx import ASGITransport
 
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
-        for path in ("/docs", "/redoc", "/openapi.json"):
+        for path in ("/docs", "/redoc", "/openapi.json", f"{STATIC}/swagger-ui.css"):
             assert_problem(await http.get(path), 404)
 
 

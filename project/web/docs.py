@@ -1,26 +1,34 @@
-"""The OpenAPI document, and /docs and /redoc, their CDN files pinned by hash (Subresource
-Integrity): /docs keeps a signed-in token, so a file changed on the CDN must not run there.
-A new release's hash: `npm pack swagger-ui-dist@X`; `openssl dgst -sha384 -binary FILE | base64`."""
+"""The OpenAPI document, and /docs and /redoc. Swagger UI's and ReDoc's files come from the
+fastapi-offline package, whose wheel's hash poetry.lock checks at install, and are served by the
+service itself: the pages load nothing from another origin, and run no script the CSP does not
+name (see docs/frontend.md)."""
 
+import mimetypes
+import re
+from base64 import b64encode
+from functools import cache
+from hashlib import sha256
+from importlib.metadata import version
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+import fastapi_offline
+from fastapi import FastAPI, Request, Response, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException
 
 from project.errors import FieldError
 from project.web.problems import PROBLEM_MEDIA_TYPE, Problem
 
-CDN = "https://cdn.jsdelivr.net/npm"
-SWAGGER_UI_JS = f"{CDN}/swagger-ui-dist@5.35.0/swagger-ui-bundle.js"
-SWAGGER_UI_CSS = f"{CDN}/swagger-ui-dist@5.35.0/swagger-ui.css"
-REDOC_JS = f"{CDN}/redoc@2.5.4/bundles/redoc.standalone.js"
-INTEGRITY = {
-    SWAGGER_UI_JS: "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9",
-    SWAGGER_UI_CSS: "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I",
-    REDOC_JS: "sha384-w447zOpYfw/1Tv/5AK9NfHTlQIqE3RVR6KY62jCyy9zNDgO64cMwGGP1Fj0zJVf5",
-}
+ASSETS = Path(fastapi_offline.__file__).parent / "static"
+# The release in the URL: a browser may keep a file as long as it likes.
+STATIC = f"/docs/static/{version('fastapi-offline')}"
+CACHED = {"Cache-Control": "public, max-age=31536000, immutable"}
+# ReDoc's sidebar shows Redocly's logo from Redocly's CDN; pointed at a `data:` URL that is no
+# image, it hides it.
+REDOCLY_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
 # The handler's name (`create_hero`): stable, and a good method name for generated clients.
 operation_id = attrgetter("name")
 _DESCRIPTIONS = {
@@ -143,14 +151,26 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _pinned(response: HTMLResponse) -> str:
-    """The page, each file it loads from the CDN checked against its hash."""
-    page = bytes(response.body).decode()
-    for url, digest in INTEGRITY.items():
-        page = page.replace(f'"{url}"', f'"{url}" integrity="{digest}" crossorigin="anonymous"')
-    if page.count(f'"{CDN}/') != page.count(" integrity="):
-        raise LookupError("a file from the CDN is not pinned")  # FastAPI's page changed
-    return page
+@cache  # read once, by the first app that serves them
+def _files() -> dict[str, bytes]:
+    files = {path.name: path.read_bytes() for path in ASSETS.iterdir() if path.is_file()}
+    redoc = files["redoc.standalone.js"]
+    if redoc.count(REDOCLY_LOGO) != 1:
+        raise LookupError("ReDoc's logo URL changed: the page would load it from Redocly")
+    files["redoc.standalone.js"] = redoc.replace(REDOCLY_LOGO, b"data:,")
+    return files
+
+
+def _policy(page: str, styles: str = "'self'", workers: str = "'none'") -> str:
+    """The page's CSP: files from this origin, and the page's inline scripts by their hash."""
+    inline = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    digests = (b64encode(sha256(script.encode()).digest()).decode() for script in inline)
+    scripts = "".join(f" 'sha256-{digest}'" for digest in digests)
+    return (
+        f"default-src 'self'; script-src 'self'{scripts}; style-src {styles}; "
+        f"img-src 'self' data:; worker-src {workers}; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def install_docs(app: FastAPI) -> None:
@@ -160,16 +180,35 @@ def install_docs(app: FastAPI) -> None:
     page: dict[str, Any] = {"openapi_url": url, "title": f"{app.title} - docs"}
     swagger_ui = get_swagger_ui_html(
         **page,
-        swagger_js_url=SWAGGER_UI_JS,
-        swagger_css_url=SWAGGER_UI_CSS,
-        swagger_ui_parameters=app.swagger_ui_parameters,
+        swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{STATIC}/favicon.png",
+        # No badge from the online validator: it would send the document to swagger.io.
+        swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
     )
-    # No Google fonts: the page's CSP lets no other host serve fonts.
-    redoc = get_redoc_html(**page, redoc_js_url=REDOC_JS, with_google_fonts=False)
-    # Built once: the pages never change while the process runs.
-    pages = {"/docs": _pinned(swagger_ui), "/redoc": _pinned(redoc)}
+    redoc = get_redoc_html(
+        **page,
+        redoc_js_url=f"{STATIC}/redoc.standalone.js",
+        redoc_favicon_url=f"{STATIC}/favicon.png",
+        with_google_fonts=False,
+    )
+    # Built once: the pages never change while the process runs. ReDoc styles what it renders
+    # with inline styles, and searches in a worker it makes from a `blob:` URL.
+    swagger_ui_page, redoc_page = bytes(swagger_ui.body).decode(), bytes(redoc.body).decode()
+    pages = {
+        "/docs": (swagger_ui_page, _policy(swagger_ui_page)),
+        "/redoc": (redoc_page, _policy(redoc_page, "'self' 'unsafe-inline'", "blob:")),
+    }
+    files = _files()
 
     @app.get("/docs", include_in_schema=False)
     @app.get("/redoc", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
-        return HTMLResponse(pages[request.scope["route"].path])
+        html, policy = pages[request.scope["route"].path]
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+    @app.get(f"{STATIC}/{{name}}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        if (body := files.get(name)) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND)
+        return Response(body, media_type=mimetypes.guess_type(name)[0], headers=CACHED)
