@@ -113,21 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=CORS_HEADERS,
             expose_headers=CORS_EXPOSED,
         )
-    app.add_middleware(middleware.HeadMiddleware)
-    # Inside the request log, so refusals are logged with their id; before anything else runs.
-    app.add_middleware(middleware.TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
-    app.add_middleware(middleware.RequestContextMiddleware)
+    observe = install_metrics(app, settings)
+    app.add_middleware(middleware.RequestContextMiddleware, settings.allowed_hosts, observe)
 
     for module in routers:
         app.include_router(module.router)
-    app.state.route_methods = [
-        (route.path_regex, route.methods)
-        for module in routers
-        for route in module.router.routes
-        if isinstance(route, APIRoute)
-    ]
+    routes = (r for module in routers for r in module.router.routes if isinstance(r, APIRoute))
+    app.state.route_methods = [(route.path_regex, route.methods) for route in routes]
     install_docs(app)
-    install_metrics(app, settings)
     install_admin(app, settings)
     return app
 

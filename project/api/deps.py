@@ -32,29 +32,21 @@ def _app(name: str) -> Callable[[Request], Awaitable[Any]]:
     return get
 
 
-class AccessTokenBearer(OAuth2PasswordBearer):
-    """The bearer scheme (in /docs, *Authorize* signs in through the login endpoint), which
-    also checks the token's signature and expiry: one dependency per request, not two."""
+class RowsBearer(OAuth2PasswordBearer):
+    """The bearer scheme (in /docs, *Authorize* signs in through the login endpoint): checks
+    the token's signature and expiry, and gives the caller's way to the rows, in one dependency."""
 
     def __init__(self) -> None:
         super().__init__("/api/v1/auth/login", "OAuth2PasswordBearer", auto_error=False)
 
-    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+    async def __call__(self, request: Request) -> Rows:  # type: ignore[override]
         if len(request.headers.getlist("authorization")) > 1:
             # One is read and a proxy may have checked another: trust neither.
             raise AuthenticationFailed("Send one Authorization header, not several.")
         token = await super().__call__(request)
         if not token:
             raise AuthenticationFailed("Not authenticated: send `Authorization: Bearer <token>`.")
-        tokens: TokenCodec = request.app.state.tokens
-        return tokens.decode(token, "access")
-
-
-class RowsBearer(AccessTokenBearer):
-    """The same scheme, giving the caller's way to the rows: a dependency fewer per read."""
-
-    async def __call__(self, request: Request) -> Rows:  # type: ignore[override]
-        caller = await super().__call__(request)
+        caller = request.app.state.tokens.decode(token, "access")
         return Rows(await _driver(request), caller, request.app.state.pager)
 
 
@@ -71,7 +63,6 @@ HasherDep = Annotated[PasswordHasher, Depends(_app("hasher"))]
 TokensDep = Annotated[TokenCodec, Depends(_app("tokens"))]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 DriverDep = Annotated[Driver, Depends(_driver)]
-CallerDep = Annotated[Caller, Depends(AccessTokenBearer())]
 RowsDep = Annotated[Rows, Depends(RowsBearer())]
 
 M = TypeVar("M")
@@ -134,22 +125,22 @@ def editing(view: View, superuser: bool = False) -> Callable[..., Awaitable[Edit
 
     async def load(
         session: SessionDep,
-        caller: CallerDep,
+        rows: RowsDep,
         request: Request,
         id: uuid.UUID = Path(description=f"The {view.name}'s id."),
     ) -> Edit[Any]:
-        row = await lock(session, view, id, caller, superuser)
-        return Edit(row, view, session, caller, request, NotFound(view.name))
+        row = await lock(session, view, id, rows.caller, superuser)
+        return Edit(row, view, session, rows.caller, request, NotFound(view.name))
 
     return load
 
 
-async def _me(session: SessionDep, caller: CallerDep, request: Request) -> Edit[User]:
+async def _me(session: SessionDep, rows: RowsDep, request: Request) -> Edit[User]:
     try:
-        user = await lock(session, users.VIEW, caller.user_id, caller)
+        user = await lock(session, users.VIEW, rows.caller.user_id, rows.caller)
     except NotFound:  # deleted while this request waited for it
         raise AuthenticationFailed(ACCOUNT_GONE) from None
-    return Edit(user, users.VIEW, session, caller, request, AuthenticationFailed(ACCOUNT_GONE))
+    return Edit(user, users.VIEW, session, rows.caller, request, AuthenticationFailed(ACCOUNT_GONE))
 
 
 Me = Annotated[Edit[User], Depends(_me)]

@@ -28,9 +28,7 @@ class FairQueuePool(AsyncAdaptedQueuePool):
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self._max_overflow < 0:  # pool_size=0 or max_overflow=-1: no bound to be fair about
-            raise ValueError("FairQueuePool needs pool_size >= 1 and max_overflow >= 0")
+        super().__init__(*args, **kwargs)  # Settings: pool_size >= 1, max_overflow >= 0
         self._tickets, self._waiting = asyncio.Semaphore(self.size() + self._max_overflow), 0
 
     async def _ticket(self) -> None:

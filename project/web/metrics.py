@@ -1,10 +1,9 @@
-"""Prometheus /metrics, requests observed by an ASGI middleware that reads the route the router
-found. With several workers (PROMETHEUS_MULTIPROC_DIR), /metrics sums what each writes there."""
+"""Prometheus /metrics, each request observed where it is logged. With several workers
+(PROMETHEUS_MULTIPROC_DIR), /metrics sums what each writes there."""
 
 import os
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache, partial
@@ -13,52 +12,16 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from project.config import Settings
 from project.database import Database
 from project.errors import AuthenticationFailed
-from project.web.middleware import route_template
+from project.web.middleware import Observer
 
 METRICS_PATH = "/metrics"
 # Any other method is "other": a client must not be able to mint label values.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db$")
-
-
-class RequestMetrics:
-    """Counts and times every request but scrapes; an unknown path's handler is "none"."""
-
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
-        self.app = app
-        names, by = ("handler", "method", "status"), "by route template, method and status."
-        requests = Counter("http_requests_total", f"Requests {by}", names, registry=registry)
-        latency = Histogram(
-            "http_request_duration_seconds", f"Time to answer, {by}", names, registry=registry
-        )
-        # Each label set's children, made once: the labels are fixed sets, so they are few.
-        self._series = cache(lambda *labels: (requests.labels(*labels), latency.labels(*labels)))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500  # 500 if the app raises before it answers
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            status = message.get("status", status)  # set by "http.response.start" only
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            handler = route_template(scope) or "none"
-            if handler != METRICS_PATH:
-                seconds = time.perf_counter() - started
-                method = scope["method"] if scope["method"] in METHODS else "other"
-                requests, latency = self._series(handler, method, status)
-                requests.inc()
-                latency.observe(seconds)
 
 
 def has_metrics_token(request: Request, settings: Settings) -> bool:
@@ -70,13 +33,20 @@ def has_metrics_token(request: Request, settings: Settings) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(given.encode(), expected)
 
 
-def install_metrics(app: FastAPI, settings: Settings) -> None:
-    """Instrument every request and serve /metrics, when METRICS_ENABLED."""
+def install_metrics(app: FastAPI, settings: Settings) -> Observer | None:
+    """When METRICS_ENABLED, serve /metrics, and what counts and times every request but
+    scrapes (an unknown path's handler is "none")."""
     if not settings.metrics_enabled:
-        return
+        return None
     # A registry per app, so that apps built side by side (tests) count separately.
     registry = CollectorRegistry()
-    app.add_middleware(RequestMetrics, registry=registry)
+    names, by = ("handler", "method", "status"), "by route template, method and status."
+    requests = Counter("http_requests_total", f"Requests {by}", names, registry=registry)
+    latency = Histogram(
+        "http_request_duration_seconds", f"Time to answer, {by}", names, registry=registry
+    )
+    # Each label set's children, made once: the labels are fixed sets, so they are few.
+    series = cache(lambda *labels: (requests.labels(*labels), latency.labels(*labels)))
     # This worker's connections; "livesum": /metrics shows the sum over the live workers.
     gauge = partial(Gauge, registry=registry, multiprocess_mode="livesum")
     in_use = gauge("db_pool_connections_in_use", "Database connections checked out of the pool.")
@@ -120,3 +90,12 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
+
+    def observe(route: str | None, method: str, status: int, seconds: float) -> None:
+        if route != METRICS_PATH:
+            method = method if method in METHODS else "other"
+            count, duration = series(route or "none", method, status)
+            count.inc()
+            duration.observe(seconds)
+
+    return observe

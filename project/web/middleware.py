@@ -4,6 +4,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 from fastapi import status
 from starlette.datastructures import Headers
@@ -19,6 +20,9 @@ access_log = logging.getLogger("project.access")
 logger = logging.getLogger("project")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNTRUSTED_HOST = problem_response(
+    status.HTTP_400_BAD_REQUEST, "The Host header names no host this service answers for."
+)
 
 
 # What every response gets unless its handler set it (the docs pages set their own CSP).
@@ -31,6 +35,10 @@ DEFAULT_HEADERS = (
 )
 
 
+# Told of each request: its route template (None: no route), method, status and seconds.
+Observer = Callable[[str | None, str, int, float], None]
+
+
 def route_template(scope: Scope) -> str | None:
     """The route that served a request (`/api/v1/heroes/{id}`), a mounted app's under its mount."""
     path = getattr(scope.get("route"), "path", None)
@@ -39,11 +47,30 @@ def route_template(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    """An id for every request (the client's `X-Request-ID` or a new one, echoed back), security
-    headers, a log line each, and anything unhandled as a problem+json 500, no traceback."""
+    """Every request's way in and out: an id (the client's `X-Request-ID` or a new one, echoed
+    back), the Host check, HEAD (RFC 9110 §9.1) served as the GET it mirrors without the body,
+    its headers (`ETag`, `Content-Length`) kept, security headers, a log line and metrics, and
+    anything unhandled as a problem+json 500, no traceback."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    any_host = ("/health/", "/metrics")  # probes and scrapers ask by address, and get no URL
+    dns = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"  # no character that moves a URL's authority
+
+    def __init__(self, app: ASGIApp, hosts: list[str], observe: Observer | None = None) -> None:
+        self.app, self.observe, self.allow_any = app, observe, "*" in hosts  # observe: metrics
+        self.names = frozenset(p.lower().encode() for p in hosts if not p.startswith("*"))
+        self.domains = tuple(p[1:].lower().encode() for p in hosts if p.startswith("*."))
+
+    def _trusted(self, scope: Scope) -> bool:
+        """The Host check, for the patterns Settings checked (any case), by a set and a suffix,
+        not a regex per request; a refusal never sends the client to `www.`."""
+        if self.allow_any or scope["path"].startswith(self.any_host):
+            return True
+        given = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        name, colon, port = given.rpartition(b":")
+        host = (name if colon and port.isdigit() else given).lower()
+        return host in self.names or bool(
+            host.endswith(self.domains) and not host.translate(None, self.dns)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +79,7 @@ class RequestContextMiddleware:
         # Not a secret, only a label: random bits without a system call per request.
         request_id = given if _REQUEST_ID.match(given) else f"{random.getrandbits(128):032x}"
         started, sent, token = time.perf_counter(), None, current_request_id.set(request_id)
+        head = scope["method"] == "HEAD"
 
         async def send_with_headers(message: Message) -> None:
             nonlocal sent
@@ -61,24 +89,27 @@ class RequestContextMiddleware:
                 present = {name.lower() for name, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message["headers"] = headers + [p for p in DEFAULT_HEADERS if p[0] not in present]
+            elif head:
+                message = {**message, "body": b""}
             await send(message)
 
+        # HEAD runs as GET on a copy: the server, reading HEAD in its own scope, sends no body.
+        inner = {**scope, "method": "GET"} if head else scope
+        app = self.app if self._trusted(scope) else UNTRUSTED_HOST
         try:
-            await self.app(scope, receive, send_with_headers)
+            await app(inner, receive, send_with_headers)
         except Exception:
             logger.exception("unhandled error")
             if sent is not None:
                 raise
             await internal_error_response()(scope, receive, send_with_headers)
         finally:
-            fields = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "route": route_template(scope),
-                "status": sent,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "client": (scope.get("client") or (None,))[0],
-            }
+            seconds, route = time.perf_counter() - started, route_template(inner)
+            method, client = scope["method"], (scope.get("client") or (None,))[0]
+            if self.observe is not None:  # a 500 if the client left before any answer
+                self.observe(route, method, sent or 500, seconds)
+            fields = {"request_id": request_id, "method": method, "route": route, "status": sent}
+            fields |= {"duration_ms": round(seconds * 1000, 2), "client": client}
             access_log.info("request", extra={"fields": fields})
             current_request_id.reset(token)
 
@@ -127,51 +158,3 @@ class ProblemCORSMiddleware(CORSMiddleware):
         headers = {k: v for k, v in response.headers.items() if not k.startswith("content-")}
         detail = f"Cross-origin request refused; not allowed here: {refused}."
         return problem_response(status.HTTP_400_BAD_REQUEST, detail, headers)
-
-
-class HeadMiddleware:
-    """HEAD (RFC 9110 §9.1), served as the GET it mirrors without the body, its headers
-    (`ETag`, `Content-Length`) kept: a client can check a resource without downloading it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            return await self.app(scope, receive, send)
-
-        async def send_headers_only(message: Message) -> None:
-            is_body = message["type"] == "http.response.body"
-            await send({**message, "body": b""} if is_body else message)
-
-        # A copy: the server, reading HEAD in its own, sends no body; the route is copied back.
-        as_get = {**scope, "method": "GET"}
-        try:
-            await self.app(as_get, receive, send_headers_only)
-        finally:
-            scope.update((key, value) for key, value in as_get.items() if key != "method")
-
-
-class TrustedHostMiddleware:
-    """The Host check, for the patterns Settings checked (any case), by a set and a suffix, not
-    a regex per request; refused in problem+json; never sent to `www.`."""
-
-    any_host = ("/health/", "/metrics")  # probes and scrapers ask by address, and get no URL
-    dns = b"abcdefghijklmnopqrstuvwxyz0123456789.-_"  # no character that moves a URL's authority
-
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
-        self.app, self.allow_any = app, "*" in allowed_hosts
-        self.names = frozenset(p.lower().encode() for p in allowed_hosts if not p.startswith("*"))
-        self.domains = tuple(p[1:].lower().encode() for p in allowed_hosts if p.startswith("*."))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.allow_any or scope["type"] != "http" or scope["path"].startswith(self.any_host):
-            return await self.app(scope, receive, send)
-        given = next((v for k, v in scope["headers"] if k == b"host"), b"")
-        name, colon, port = given.rpartition(b":")
-        host = (name if colon and port.isdigit() else given).lower()
-        wildcard = host.endswith(self.domains) and not host.translate(None, self.dns)
-        if host in self.names or wildcard:
-            return await self.app(scope, receive, send)
-        detail = "The Host header names no host this service answers for."
-        await problem_response(status.HTTP_400_BAD_REQUEST, detail)(scope, receive, send)

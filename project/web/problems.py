@@ -108,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # The router only knows the methods of the first route that matched the path.
             path, routes = request.url.path, getattr(request.app.state, "route_methods", ())
             methods = {m for regex, verbs in routes if regex.match(path) for m in verbs}
-            if methods:  # and HEAD wherever GET is: see `HeadMiddleware`
+            if methods:  # and HEAD wherever GET is: see `RequestContextMiddleware`
                 allowed = methods | {"HEAD"} if "GET" in methods else methods
                 headers["Allow"] = ", ".join(sorted(allowed))
         return problem_response(exc.status_code, detail, headers)

@@ -117,35 +117,29 @@ class ProblemRoute(APIRoute):
         return route_handler
 
 
-def _on_request(dependency: Dependant) -> bool:
-    """Whether a dependency is an `async` callable of the request alone."""
-    call = dependency.call
-    alone = call is not None and len(signature(call).parameters) == 1
-    return alone and bool(dependency.request_param_name) and is_async_callable(call)
-
-
 def _lean(route: Dependant) -> Callable[[Request], Coroutine[Any, Any, Response]] | None:
-    """For a route that returns a `Response` and takes path parameters, the request and
-    dependencies `_on_request`, nothing else (a read: `id`, `rows`), a handler that solves
-    them itself: FastAPI's general solver costs as much again as the route's own Python."""
+    """For a route that returns a `Response` and takes path parameters, the request and `async`
+    dependencies of the request alone, nothing else (a read: `id`, `rows`), a handler that
+    solves them itself: FastAPI's general solver costs as much again as the route's own Python."""
     call, subs, path = route.call, route.dependencies, route.path_params
-    takes_request = route.request_param_name
-    if call is None or call.__annotations__.get("return") is not Response:
+    own = route.request_param_name
+    on_request = (
+        sub.request_param_name
+        and is_async_callable(sub.call)
+        and len(signature(sub.call).parameters) == 1
+        for sub in subs
+    )
+    if call is None or call.__annotations__.get("return") is not Response or not all(on_request):
         return None
-    if len(signature(call).parameters) != len(path) + len(subs) + bool(takes_request):
-        return None  # a dependency without a parameter (a router's) or another parameter
-    if not all(map(_on_request, subs)):
-        return None
+    if len(signature(call).parameters) != len(path) + len(subs) + bool(own):
+        return None  # a dependency without a parameter (a router's), or another parameter
 
     async def handle(request: Request) -> Response:
         solved = [(str(sub.name), await sub.call(request)) for sub in subs]  # type: ignore[misc]
         values, errors = request_params_to_args(path, request.path_params)
         if errors:  # after the dependencies, in FastAPI's order: a 401 comes first
             raise RequestValidationError(errors)
-        values.update(solved)
-        if takes_request:
-            values[takes_request] = request
-        response: Response = await call(**values)
+        response: Response = await call(**values, **dict(solved), **({own: request} if own else {}))
         return response
 
     return handle
