@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select, update
 from sqlmodel import col
 
@@ -274,3 +274,30 @@ async def test_the_outbox_and_the_token_are_written_together(
     assert user is not None and token not in str(hashes)
     assert links._digest(token) in hashes
     assert bodies and all(status == "sent" and text == "" for text, status in bodies)
+
+
+async def test_a_superuser_mails_a_reset_or_verification_link_from_the_admin(
+    app: FastAPI, client: AsyncClient, mailbox: Mailbox, alice: Account, admin: Account
+) -> None:
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as browser:
+        signed_in = await browser.post(
+            "/admin/login", data={"username": admin.email, "password": admin.password}
+        )
+        assert signed_in.status_code == 302
+        page = await browser.get(f"/admin/user/details/{alice.id}")
+        assert "Send a password reset link" in page.text
+        assert "Resend the verification email" in page.text
+        for action in ("send-reset-link", "send-verification"):
+            done = await browser.get(f"/admin/user/action/{action}", params={"pks": alice.id})
+            assert done.status_code == 302
+            assert done.headers["location"].endswith(f"/admin/user/details/{alice.id}")
+    [reset] = await mailbox.receive(alice.email, subject=RESET_MAIL)
+    first, second = await mailbox.receive(alice.email, 2, VERIFY_MAIL)
+    body = {"token": token_in(reset, "reset-password"), "new_password": NEW_PASSWORD}
+    assert (await client.post(CONFIRM, json=body)).status_code == 204
+    # The new verification link replaced the one sent at registration.
+    stale = await client.post(VERIFY, json={"token": token_in(first, "verify-email")})
+    assert assert_problem(stale, 410)["detail"] == links.VOID
+    fresh = await client.post(VERIFY, json={"token": token_in(second, "verify-email")})
+    assert fresh.status_code == 204
