@@ -164,6 +164,8 @@ class Settings(BaseSettings):
             problems.append("METRICS_TOKEN must be at least 32 characters")
         if production and self.metrics_enabled and not self.metrics_token:
             problems.append("METRICS_ENABLED in production needs a METRICS_TOKEN")
+        if production and self.smtp_user and not (self.smtp_tls or self.smtp_ssl):
+            problems.append("SMTP_USER needs SMTP_TLS or SMTP_SSL: the password would go in clear")
         if self.smtp_ssl and self.smtp_tls:
             problems.append("SMTP_SSL and SMTP_TLS exclude each other: choose one")
         if not FRONTEND.match(self.frontend_url):
