@@ -62,7 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.outbox = outbox = Outbox(database, settings)
     if not settings.smtp_host and settings.environment == "production":
         logger.warning("no SMTP_HOST: emails (reset links too) are written to the log, not sent")
-    sender = asyncio.create_task(outbox.run(), name="outbox")
+    sender = asyncio.create_task(outbox.run()) if settings.mail_sender else None
     try:
         try:
             async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as conn:
@@ -79,9 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 logger.error("the first superuser could not be made now: %r", exc)
         yield
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         await database.engine.dispose()
         flush_logs()
 

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     mail_window_seconds: int = Field(default=900, ge=1)
     mail_max_per_email: int = Field(3, ge=1, description="Emails asked for per address a window.")
     mail_max_per_client: int = Field(20, ge=1, description="Emails asked for per client a window.")
+    mail_sender: bool = Field(True, description="Run the outbox's sender in this process.")
     mail_poll_seconds: float = Field(2.0, gt=0, description="How often the sender looks for mail.")
     mail_retry_seconds: float = Field(10.0, gt=0, description="The first retry's wait, doubled.")
     mail_max_attempts: int = Field(10, ge=1, description="Attempts before a message has failed.")

@@ -35,6 +35,7 @@ def settings(settings: Settings, mailbox: Mailbox, request: pytest.FixtureReques
     return settings.model_copy(
         update={
             **getattr(request, "param", {}),
+            "mail_sender": True,
             "smtp_host": "127.0.0.1",
             "smtp_port": mailbox.port,
             "smtp_tls": False,

@@ -41,6 +41,7 @@ def mailbox() -> Iterator[Mailbox]:
 def settings(settings: Settings, mailbox: Mailbox, request: pytest.FixtureRequest) -> Settings:
     return settings.model_copy(
         update={
+            "mail_sender": True,
             "smtp_host": "127.0.0.1",
             "smtp_port": mailbox.port,
             "smtp_tls": False,
