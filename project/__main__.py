@@ -1,19 +1,21 @@
 """The command line (`python -m project --help`): a superuser's password comes from the environment
 or a prompt, never an argument. Run prune-sessions daily; start.sh runs check-settings first;
-failed-emails shows the emails the outbox gave up on, and sends them again with --retry."""
+prune-sessions also forgets sent emails and expired email links; failed-emails shows the emails
+the outbox gave up on, and sends them again with --retry."""
 
 import argparse
 import asyncio
 import getpass
 import os
 import sys
+from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
-from project.auth import credentials, sessions
+from project.auth import credentials, links, sessions
 from project.auth.credentials import PasswordHasher
 from project.config import get_settings
 from project.database import Database, migrate
@@ -21,6 +23,8 @@ from project.mail import outbox
 from project.models import User, UserCreate
 from project.services import users
 from project.text import canonical_email
+
+KEEP_DAYS = 30  # sent emails and expired email links, for questions about them
 
 
 async def _emails(database: Database, retry: bool) -> str:
@@ -62,6 +66,9 @@ async def _run(
             if command == "prune-sessions":
                 ended, tokens = await sessions.prune(session, settings.admin_session_lifetime)
                 done = f"Deleted {ended} ended sessions and {tokens} more expired refresh tokens."
+                kept = timedelta(days=KEEP_DAYS)
+                sent, spent = await outbox.prune(session, kept), await links.prune(session, kept)
+                done += f" Deleted {sent} sent emails and {spent} expired email links."
             else:
                 forgot = await credentials.unlock(session, email, client)
                 done = f"Forgot {forgot} sign-in attempts for {client or email}."

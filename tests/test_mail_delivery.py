@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -14,14 +15,14 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlmodel import col
 
 from project.config import Settings
 from project.database import Database
 from project.mail import Letters
 from project.mail.outbox import Outbox
-from project.models import MailRequest, OutboxMessage
+from project.models import AccountToken, MailRequest, OutboxMessage, utcnow
 from tests.conftest import TEST_SECRET, AccountFactory
 from tests.factories import PASSWORD
 from tests.mailbox import FRONTEND_URL, Mailbox, token_in
@@ -198,3 +199,30 @@ async def test_two_senders_never_send_one_message_at_once(
     assert sorted(received) == sorted(ids)  # each once
     assert all(sent), sent  # both took part
     assert statuses == {"sent"}
+
+
+async def test_pruning_forgets_old_sent_emails_and_expired_links(
+    client: AsyncClient, mailbox: Mailbox, account: AccountFactory, app: FastAPI, database_url: str
+) -> None:
+    old, recent = await account(), await account()
+    for who in (old, recent):
+        await mailbox.receive(who.email)
+    await until(app, lambda rows: all(r.status == "sent" for r in rows))
+    async with app.state.database.session(write=True) as session:
+        long_ago = utcnow() - timedelta(days=31)
+        to_old = col(OutboxMessage.recipient) == old.email
+        await session.execute(update(OutboxMessage).where(to_old).values(sent_at=long_ago))
+        await session.execute(
+            update(AccountToken)
+            .where(col(AccountToken.email) == old.email)
+            .values(expires_at=long_ago)
+        )
+        await session.commit()
+    env = {**os.environ, "ENVIRONMENT": "test", "DATABASE_URL": database_url}
+    env |= {"SECRET_KEY": TEST_SECRET, "AUTO_MIGRATE": "false"}
+    done = await asyncio.to_thread(run_python, "-m", "project", "prune-sessions", env=env)
+    assert "Deleted 1 sent emails and 1 expired email links." in done.stdout, done.stderr
+    async with app.state.database.session() as session:
+        left = set(await session.scalars(select(col(OutboxMessage.recipient))))
+        links = set(await session.scalars(select(col(AccountToken.email))))
+    assert left == links == {recent.email}

@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -55,6 +55,14 @@ async def store(
             expires_at=expires,
         )
     )
+
+
+async def prune(session: AsyncSession, older_than: timedelta) -> int:
+    """Delete the tokens that expired more than `older_than` ago: how many (caller commits).
+    A link that old is then answered as one never sent."""
+    old = col(AccountToken.expires_at) < utcnow() - older_than
+    result = await session.execute(delete(AccountToken).where(old))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def check(session: AsyncSession, purpose: Purpose, token: str) -> AccountToken:

@@ -14,7 +14,8 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 import aiosmtplib
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from project.config import Settings
@@ -133,6 +134,13 @@ class Outbox:
     def _tell(self, outcome: str) -> None:
         for observe in self.observers:
             observe(outcome)
+
+
+async def prune(session: AsyncSession, older_than: timedelta) -> int:
+    """Delete the messages sent more than `older_than` ago: how many (the caller commits)."""
+    old = (col(OutboxMessage.status) == SENT) & (col(OutboxMessage.sent_at) < utcnow() - older_than)
+    result = await session.execute(delete(OutboxMessage).where(old))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def failed(database: Database) -> list[OutboxMessage]:
