@@ -3,6 +3,7 @@ in the outbox by the transaction that issues its link's token, so either both ar
 neither is. What a request answers never depends on whether its email has an account."""
 
 import math
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +16,15 @@ from project.auth import credentials, links
 from project.auth.credentials import PasswordHasher, client_key
 from project.errors import Conflict, TooManyRequests
 from project.mail import Letters
-from project.models import MailRequest, User, UserChange, UserCreate, UserUpdate, utcnow
+from project.models import (
+    MailRequest,
+    OutboxMessage,
+    User,
+    UserChange,
+    UserCreate,
+    UserUpdate,
+    utcnow,
+)
 from project.services import users
 from project.text import canonical_email
 
@@ -49,20 +58,15 @@ async def throttle(
     return True
 
 
-def _reset_letter(letters: Letters, to: str, token: str) -> Any:
-    link = letters.link("reset-password", token)
-    return letters.write("reset_password", to, link=link, minutes=_reset_lifetime(letters) // 60)
-
-
-def _reset_lifetime(letters: Letters) -> int:
-    return letters.settings.password_reset_minutes * 60
+def _reset_letter(letters: Letters, to: str, token: str) -> OutboxMessage:
+    link, minutes = letters.link("reset-password", token), letters.settings.password_reset_minutes
+    return letters.write("reset_password", to, link=link, minutes=minutes)
 
 
 async def send_reset(session: AsyncSession, letters: Letters, user: User) -> None:
     """Mail `user` a reset link, voiding earlier ones (the caller commits)."""
-    token = links.new_token()
-    lifetime = timedelta(seconds=_reset_lifetime(letters))
-    await links.store(session, user, "reset", token, lifetime)
+    token, minutes = links.new_token(), letters.settings.password_reset_minutes
+    await links.store(session, user, "reset", token, timedelta(minutes=minutes))
     session.add(_reset_letter(letters, user.email, token))
 
 
@@ -154,7 +158,7 @@ async def register(
     return users.VIEW.item(user)
 
 
-def updating(letters: Letters) -> Any:
+def updating(letters: Letters) -> Callable[[AsyncSession, User, UserChange], Awaitable[None]]:
     """`users.update`, and a verification link mailed to a new email (which is unverified)."""
 
     async def update(session: AsyncSession, user: User, body: UserChange) -> None:
