@@ -59,7 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.tokens = TokenCodec(settings)
     app.state.revisions = revisions = await asyncio.to_thread(Revisions.load)
     app.state.letters = Letters(settings)
-    app.state.outbox = outbox = Outbox(database, settings)
+    # The sender's own connection: it never takes one that a request is waiting for.
+    mail = Database(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    app.state.outbox = outbox = Outbox(mail, settings)
     if not settings.smtp_host and settings.environment == "production":
         logger.warning("no SMTP_HOST: emails (reset links too) are written to the log, not sent")
     sender = asyncio.create_task(outbox.run()) if settings.mail_sender else None
@@ -83,6 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+        await mail.engine.dispose()
         await database.engine.dispose()
         flush_logs()
 
