@@ -1,12 +1,14 @@
 """Password reset and email verification, end to end: the service sends real mail to an SMTP
 server the tests run (aiosmtpd), and each link is read from the message received."""
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlmodel import col
 
@@ -14,7 +16,14 @@ from project.auth import links
 from project.config import Settings
 from project.models import AccountToken, OutboxMessage, User, utcnow
 from tests.conftest import AccountFactory
-from tests.factories import PASSWORD, Account, assert_problem, login, signed_in_again
+from tests.factories import (
+    PASSWORD,
+    Account,
+    assert_problem,
+    login,
+    production_settings,
+    signed_in_again,
+)
 from tests.mailbox import FRONTEND_URL, Mailbox, html_of, text_of, token_in
 
 RESET, CONFIRM = "/api/v1/auth/password-reset", "/api/v1/auth/password-reset/confirm"
@@ -302,3 +311,20 @@ async def test_a_superuser_mails_a_reset_or_verification_link_from_the_admin(
     assert assert_problem(stale, 410)["detail"] == links.VOID
     fresh = await client.post(VERIFY, json={"token": token_in(second, "verify-email")})
     assert fresh.status_code == 204
+
+
+def test_email_settings_default_and_refuse_as_documented() -> None:
+    assert production_settings().require_verified_email
+    assert not production_settings(require_verified_email=False).require_verified_email
+    assert production_settings(smtp_ssl=True, smtp_port=465).smtp_tls is False
+    for values, problem in (
+        ({"smtp_user": "mailer"}, "SMTP_USER needs SMTP_TLS or SMTP_SSL"),
+        ({"smtp_tls": True, "smtp_ssl": True}, "SMTP_SSL and SMTP_TLS exclude each other"),
+        ({"frontend_url": "app.example.com/x"}, "FRONTEND_URL must be an http(s) URL"),
+        ({"frontend_url": "https://app.example.com/?next=1"}, "FRONTEND_URL must be an"),
+    ):
+        with pytest.raises(ValidationError, match=re.escape(problem)):
+            production_settings(smtp_tls=values.pop("smtp_tls", False), **values)
+    assert production_settings(frontend_url="https://example.com/app/").frontend_url == (
+        "https://example.com/app"
+    )
