@@ -1,27 +1,48 @@
 """The command line (`python -m project --help`): a superuser's password comes from the environment
-or a prompt, never an argument. Run prune-sessions daily; start.sh runs check-settings first."""
+or a prompt, never an argument. Run prune-sessions daily; start.sh runs check-settings first;
+prune-sessions also forgets sent emails and expired email links; failed-emails shows the emails
+the outbox gave up on, and sends them again with --retry."""
 
 import argparse
 import asyncio
 import getpass
 import os
 import sys
+from datetime import timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
-from project.auth import credentials, sessions
+from project.auth import credentials, links, sessions
 from project.auth.credentials import PasswordHasher
 from project.config import get_settings
 from project.database import Database, migrate
+from project.mail import outbox
 from project.models import User, UserCreate
 from project.services import users
 from project.text import canonical_email
 
+KEEP_DAYS = 30  # sent emails and expired email links, for questions about them
 
-async def _run(command: str, email: str, password: str, client: str = "") -> str:
+
+async def _emails(database: Database, retry: bool) -> str:
+    """The emails that failed for good; with `retry`, each due again."""
+    found = await outbox.failed(database)
+    lines = [
+        f"{m.id}  {m.created_at:%Y-%m-%d %H:%M}Z  {m.recipient}  {m.subject!r}  "
+        f"{m.attempts} attempts: {m.last_error}"
+        for m in found
+    ]
+    if retry:
+        lines.append(f"Made {await outbox.retry_failed(database)} failed emails due again.")
+    return "\n".join(lines or ["No failed emails."])
+
+
+async def _run(
+    command: str, email: str, password: str, client: str = "", retry: bool = False
+) -> str:
     settings = get_settings()
     if settings.migrate_at_startup:
         await migrate(settings.database_url)
@@ -39,10 +60,15 @@ async def _run(command: str, email: str, password: str, client: str = "") -> str
                     "one (the admin, or PATCH /api/v1/users/{id} with is_superuser)."
                 )
             return f"{email} exists; unchanged."
+        if command == "failed-emails":
+            return await _emails(database, retry)
         async with database.session(write=True) as session:
             if command == "prune-sessions":
                 ended, tokens = await sessions.prune(session, settings.admin_session_lifetime)
                 done = f"Deleted {ended} ended sessions and {tokens} more expired refresh tokens."
+                kept = timedelta(days=KEEP_DAYS)
+                sent, spent = await outbox.prune(session, kept), await links.prune(session, kept)
+                done += f" Deleted {sent} sent emails and {spent} expired email links."
             else:
                 forgot = await credentials.unlock(session, email, client)
                 done = f"Forgot {forgot} sign-in attempts for {client or email}."
@@ -72,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--email")
     which.add_argument("--address", type=_client, help="an IP address, or an IPv6 /64")
     add("check-settings", help="check the settings and say what is wrong")
+    emails = add("failed-emails", help="list the emails that failed for good")
+    emails.add_argument("--retry", action="store_true", help="and send them again")
     args = parser.parse_args(argv)
 
     try:  # every command needs settings the service could run with; each problem is said
@@ -107,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{error['loc'][0]}: {error['msg']}", file=sys.stderr)
             return 2
         email, password = account.email, account.password
-    print(asyncio.run(_run(args.command, email, password, getattr(args, "address", None) or "")))
+    address, retry = getattr(args, "address", None) or "", getattr(args, "retry", False)
+    print(asyncio.run(_run(args.command, email, password, address, retry)))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Builds the FastAPI app: lifespan, middleware, error handlers, routers."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from project.auth.sessions import TokenCodec
 from project.config import Settings, get_settings
 from project.data.paging import Pager
 from project.database import Database, Revisions, migrate
+from project.mail import Letters
+from project.mail.outbox import Outbox
 from project.services import users
 from project.web import middleware
 from project.web.docs import install_docs, openapi, operation_id
@@ -29,7 +32,8 @@ DESCRIPTION = """
 A REST backend for teams, heroes and powers, with JWT accounts.
 
 * **Sign in** with *Authorize* (email and password); every `/api/v1` call but register,
-  login, refresh and logout needs the access token.
+  login, refresh, logout, password reset and email verification needs the access token.
+* **Emails** (reset and verification links) point at `FRONTEND_URL`; see each operation.
 * **Errors** are RFC 9457 problem details (`application/problem+json`).
 * **Lists** are keyset-paged: pass `next_cursor` back as `cursor` for the next page.
 * **Concurrency**: `GET` returns an `ETag`; send it back in `If-Match` on `PATCH` or `DELETE`
@@ -54,6 +58,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.hasher = hasher = PasswordHasher(settings)
     app.state.tokens = TokenCodec(settings)
     app.state.revisions = revisions = await asyncio.to_thread(Revisions.load)
+    app.state.letters = Letters(settings)
+    # The sender's own connection: it never takes one that a request is waiting for.
+    mail = Database(settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0}))
+    app.state.outbox = outbox = Outbox(mail, settings)
+    if not settings.smtp_host and settings.environment == "production":
+        logger.warning("no SMTP_HOST: emails (reset links too) are written to the log, not sent")
+    sender = asyncio.create_task(outbox.run()) if settings.mail_sender else None
     try:
         try:
             async with asyncio.timeout(STARTUP_CHECK_SECONDS), database.engine.connect() as conn:
@@ -70,6 +81,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 logger.error("the first superuser could not be made now: %r", exc)
         yield
     finally:
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+        await mail.engine.dispose()
         await database.engine.dispose()
         flush_logs()
 

@@ -16,6 +16,7 @@ Environment = Literal["development", "test", "production"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # An origin as browsers send it: scheme, host and maybe a port; no path, no trailing slash.
 ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+FRONTEND = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 # What the Host check can match: a name or an address (no port), `*.` and a domain, or `*`.
 HOST = re.compile(r"^(\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$", re.IGNORECASE)
 
@@ -80,6 +81,28 @@ class Settings(BaseSettings):
     log_level: Annotated[str, _text(str.upper)] = "INFO"
     metrics_enabled: bool = Field(default=False, description="Serve Prometheus /metrics.")
     metrics_token: SecretStr | None = Field(None, description="Bearer token /metrics requires.")
+    frontend_url: Annotated[str, _text(lambda url: url.rstrip("/"))] = "http://localhost:5173"
+    smtp_host: str | None = Field(None, description="Without it, emails go to the log.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: bool = Field(True, description="STARTTLS after connecting.")
+    smtp_ssl: bool = Field(False, description="TLS from the first byte (port 465).")
+    smtp_timeout: float = Field(30.0, gt=0)
+    emails_from_email: str = "noreply@example.com"
+    emails_from_name: str = "Heroes API"
+    password_reset_minutes: int = Field(default=30, ge=1)
+    email_verify_hours: int = Field(default=48, ge=1)
+    require_verified_email: bool = Field(
+        False, description="Unverified accounts cannot sign in (default: on in production)."
+    )
+    mail_window_seconds: int = Field(default=900, ge=1)
+    mail_max_per_email: int = Field(3, ge=1, description="Emails asked for per address a window.")
+    mail_max_per_client: int = Field(20, ge=1, description="Emails asked for per client a window.")
+    mail_sender: bool = Field(True, description="Run the outbox's sender in this process.")
+    mail_poll_seconds: float = Field(2.0, gt=0, description="How often the sender looks for mail.")
+    mail_retry_seconds: float = Field(10.0, gt=0, description="The first retry's wait, doubled.")
+    mail_max_attempts: int = Field(10, ge=1, description="Attempts before a message has failed.")
 
     @model_validator(mode="after")
     def _complete(self) -> "Settings":
@@ -92,6 +115,11 @@ class Settings(BaseSettings):
             self.docs_enabled = False  # a production API's manual is published on purpose
         if self.environment != "production" and not self.allowed_hosts:
             self.allowed_hosts = ["localhost", "127.0.0.1"]  # this machine, as a browser names it
+        if self.smtp_ssl and "smtp_tls" not in self.model_fields_set:
+            self.smtp_tls = False  # TLS from the start: no STARTTLS on top
+        production = self.environment == "production"
+        if production and "require_verified_email" not in self.model_fields_set:
+            self.require_verified_email = True
         if self.metrics_token is not None and not self.metrics_token.get_secret_value():
             self.metrics_token = None  # METRICS_TOKEN= (empty) means unset
         production, key = self.environment == "production", self.secret_key.get_secret_value()
@@ -137,6 +165,12 @@ class Settings(BaseSettings):
             problems.append("METRICS_TOKEN must be at least 32 characters")
         if production and self.metrics_enabled and not self.metrics_token:
             problems.append("METRICS_ENABLED in production needs a METRICS_TOKEN")
+        if production and self.smtp_user and not (self.smtp_tls or self.smtp_ssl):
+            problems.append("SMTP_USER needs SMTP_TLS or SMTP_SSL: the password would go in clear")
+        if self.smtp_ssl and self.smtp_tls:
+            problems.append("SMTP_SSL and SMTP_TLS exclude each other: choose one")
+        if not FRONTEND.match(self.frontend_url):
+            problems.append("FRONTEND_URL must be an http(s) URL, without a query or fragment")
         if problems:
             raise ValueError("\n".join(problems))
         return self

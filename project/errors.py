@@ -54,6 +54,10 @@ class Conflict(ProblemError):
     status_code = status.HTTP_409_CONFLICT
 
 
+class Gone(ProblemError):
+    status_code = status.HTTP_410_GONE
+
+
 class PreconditionFailed(ProblemError):
     status_code = status.HTTP_412_PRECONDITION_FAILED
     default_detail = "The resource has changed since you read it: fetch it again and retry."

@@ -153,6 +153,7 @@ class User(UserBase, Row, table=True):
     hashed_password: str = Field(max_length=255)
     is_active: bool = Field(default=True, index=True)
     is_superuser: bool = Field(default=False)
+    email_verified_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
     __table_args__ = (Index("ix_users_created_at_id", "created_at", "id"),)
 
@@ -208,6 +209,29 @@ class PasswordChange(CurrentPassword):
 class UserPublic(UserBase, Timestamped):
     is_active: bool
     is_superuser: bool
+    email_verified_at: datetime | None = Field(
+        description="When the owner followed the link mailed to this email (null: not yet)."
+    )
+
+
+class EmailAddress(RequestBody):
+    model_config = _example({"email": "ada@example.com"})
+
+    email: Email = Field(max_length=254)
+
+
+class LinkToken(RequestBody):
+    model_config = _example({"token": "Gk8v2mQ3dE7yU1oP9sLwR5tXcZ0aHbNfJ4iKuVqYe6M"})
+
+    token: str = _text(128, description="The `token` of the link the email carried.")
+
+
+class PasswordReset(LinkToken):
+    model_config = _example(
+        {"token": "Gk8v2mQ3dE7yU1oP9sLwR5tXcZ0aHbNfJ4iKuVqYe6M", "new_password": "staple horse"}
+    )
+
+    new_password: str = _text(text.PASSWORD_MAX, text.PASSWORD_MIN)
 
 
 class TeamBase(SQLModel):
@@ -394,6 +418,60 @@ class LoginAttempt(Row, table=True):
     failed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
     __table_args__ = (Index("ix_login_attempts_created_at", "created_at"),)
+
+
+class Accepted(SQLModel):
+    detail: str = Field(description="What happens next; the same whatever the email.")
+
+
+class AccountToken(Row, table=True):
+    """A token mailed in a link (a password reset, an email's verification), by its SHA-256
+    hash; the token itself is never stored. It works once, before `expires_at`, unless voided."""
+
+    __tablename__ = "account_tokens"
+
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    purpose: str = Field(max_length=16)
+    email: str = Field(max_length=254, description="The address the link was mailed to.")
+    token_hash: str = Field(max_length=64, unique=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A newer token of the same purpose, or a new password, voids it.
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class MailRequest(Row, table=True):
+    """An email someone asked for (a reset or verification link); the throttle counts these."""
+
+    __tablename__ = "mail_requests"
+
+    email: str = Field(max_length=320, index=True)
+    client: str = Field(max_length=64, index=True)
+
+    __table_args__ = (Index("ix_mail_requests_created_at", "created_at"),)
+
+
+class OutboxMessage(Row, table=True):
+    """An email to send, written in the transaction that made it necessary; the sender
+    (`project.mail.outbox`) claims it, sends it, and empties its body once sent."""
+
+    __tablename__ = "outbox_messages"
+
+    recipient: str = Field(max_length=320)
+    subject: str = Field(max_length=255)
+    text_body: str = Field(sa_type=SQLText)
+    html_body: str = Field(sa_type=SQLText)
+    status: str = Field(default="pending", max_length=16)  # pending, sent or failed
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # While a sender holds it; a sender that died lets it go when this passes.
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_outbox_messages_status_next_attempt_at", "status", "next_attempt_at"),
+    )
 
 
 class TokenPair(SQLModel):

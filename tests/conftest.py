@@ -109,6 +109,9 @@ def settings(database_url: str) -> Settings:
         auto_migrate=False,
         cors_origins=["https://app.example.com"],
         allowed_hosts=TEST_HOSTS,
+        # No background task in the app under test unless a test asks for one: a test that
+        # blocks the loop (a sync one, driving a server) would leave it mid-transaction.
+        mail_sender=False,
     )
 
 

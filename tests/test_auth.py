@@ -37,6 +37,7 @@ async def test_register_returns_the_user_without_any_secret(client: AsyncClient)
         "full_name",
         "is_active",
         "is_superuser",
+        "email_verified_at",
         "created_at",
         "updated_at",
     }

@@ -14,6 +14,7 @@ LAYERS = [
     ("project.models",),
     ("project.db",),
     ("project.database",),
+    ("project.mail",),
     ("project.auth",),
     ("project.data",),
     ("project.services",),

@@ -24,7 +24,7 @@ from project.admin.resources import HeroAdmin, PowerAdmin, TeamAdmin, UserAdmin
 from project.auth.credentials import LoginForm, check_credentials
 from project.auth.sessions import end_session, live_session
 from project.config import Settings
-from project.errors import AuthenticationFailed, ProblemError
+from project.errors import AuthenticationFailed, PermissionDenied, ProblemError
 from project.models import AuthSession, User, utcnow
 from project.web.problems import problem_response
 from project.web.routing import client_address
@@ -76,7 +76,7 @@ class AdminAuth(AuthenticationBackend):
                 )
                 session.add(signed := AuthSession(user_id=user.id))
                 await session.commit()
-        except (ValidationError, AuthenticationFailed):
+        except (ValidationError, AuthenticationFailed, PermissionDenied):  # 403: unverified
             return False
         request.session.clear()  # a new sign-in never inherits an older cookie's contents
         request.session.update({"user_id": str(user.id), "sid": str(signed.id)})

@@ -1,13 +1,15 @@
 """The views: they write through the API's services, never sqladmin's own rule-less writes."""
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Response, status
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, create_model
-from sqladmin import ModelView
+from sqladmin import ModelView, action
 from sqladmin.fields import SelectField
 from sqladmin.filters import BooleanFilter
 from sqladmin.formatters import BASE_FORMATTERS
@@ -22,10 +24,12 @@ from project.data.writes import lock
 from project.database import commit
 from project.errors import NotFound, PreconditionFailed
 from project.models import User, UserCreate
-from project.services import heroes, powers, teams, users
+from project.services import accounts, heroes, powers, teams, users
 
 NewPassword = create_model("NewPassword", password=(str, UserCreate.model_fields["password"]))
 OWNER_FILTER = forms.UUIDForeignKeyFilter("owner_id", "email", foreign_model=User, title="Owner")
+RESET_ASK = "Email this user a link to choose a new password?"
+VERIFY_ASK = "Email this user a new link to confirm their address?"
 TEAM_FILTER = forms.UUIDForeignKeyFilter("team_id", "name", foreign_model=models.Team, title="Team")
 
 
@@ -150,7 +154,7 @@ class UserAdmin(AppView, model=models.User):
     form_columns = column_list = column_sortable_list = fields
     column_searchable_list = ("email", "full_name")
     column_default_sort = ("email", False)
-    column_details_list = ("id", *fields, "created_at", "updated_at")  # a new column stays hidden
+    column_details_list = ("id", *fields, "email_verified_at", "created_at", "updated_at")
     column_labels: ClassVar[dict[Any, str]] = {"is_active": "Active", "is_superuser": "Superuser"}
     column_filters = tuple(BooleanFilter(name, title) for name, title in column_labels.items())
 
@@ -183,6 +187,27 @@ class UserAdmin(AppView, model=models.User):
                 new: Any = NewPassword(password=data["password"])
             extra["password_hash"] = await self.state.hasher.hash(new.password)
         return await super().update_model(request, pk, data, **extra)
+
+    @action("send-reset-link", "Send a password reset link", RESET_ASK, add_in_list=False)
+    async def send_reset_link(self, request: Request) -> Response:
+        return await self._mail(request, accounts.send_reset)
+
+    @action("send-verification", "Resend the verification email", VERIFY_ASK, add_in_list=False)
+    async def send_verification(self, request: Request) -> Response:
+        return await self._mail(request, accounts.send_verification)
+
+    async def _mail(self, request: Request, send: Any) -> Response:
+        """Mail each chosen user as the API would (the same service), then show the first."""
+        pks = [pk for pk in request.query_params.get("pks", "").split(",") if pk]
+        async with self.state.database.session(write=True) as session:
+            for pk in pks:
+                with contextlib.suppress(ValueError):  # a malformed id: no such user
+                    if (user := await self._row(session, pk)) is not None:
+                        await send(session, self.state.letters, user)
+            await session.commit()
+        where = {"identity": self.identity, "pk": pks[0]} if pks else {"identity": self.identity}
+        page = request.url_for("admin:details" if pks else "admin:list", **where)
+        return RedirectResponse(page, status.HTTP_302_FOUND)
 
 
 class TeamAdmin(OwnedView, model=models.Team):

@@ -18,6 +18,7 @@ from project.data.writes import lock
 from project.database import commit, get_database, get_session
 from project.db.driver import Driver
 from project.errors import ACCOUNT_GONE, AuthenticationFailed, NotFound, PreconditionFailed
+from project.mail import Letters
 from project.models import User
 from project.services import users
 from project.web.routing import json_body, require_match
@@ -61,6 +62,7 @@ async def _driver(request: Request) -> Driver:
 SettingsDep = Annotated[Settings, Depends(_app("settings"))]
 HasherDep = Annotated[PasswordHasher, Depends(_app("hasher"))]
 TokensDep = Annotated[TokenCodec, Depends(_app("tokens"))]
+LettersDep = Annotated[Letters, Depends(_app("letters"))]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 DriverDep = Annotated[Driver, Depends(_driver)]
 RowsDep = Annotated[Rows, Depends(RowsBearer())]

@@ -10,7 +10,7 @@ from project.auth.credentials import check_credentials
 from project.data.paging import Page
 from project.errors import AuthenticationFailed, BadRequest, InvalidField
 from project.models import CurrentPassword, PasswordChange, UserPublic, UserUpdate, UserUpdateMe
-from project.services import users
+from project.services import accounts, users
 from project.web.docs import problems
 from project.web.routing import api_router, client_address, json_body
 
@@ -44,12 +44,13 @@ async def read_me(rows: RowsDep) -> Response:
 
 @router.patch("/me", response_model=UserPublic, responses=CHANGE_ME)
 async def update_me(body: UserUpdateMe, me: Me) -> Response:
-    """Change the caller's email or full name; a new email needs the current password."""
+    """Change the caller's email or full name; a new email needs the current password, and is
+    unverified until its owner follows the link mailed to it."""
     if body.email is not None and body.current_password is None:
         raise InvalidField(["body", "current_password"], "Field required to change the email")
     if body.current_password is not None:
         await _confirm(me, body.current_password)
-    return await me.change(users.update, body)
+    return await me.change(accounts.updating(me.request.app.state.letters), body)
 
 
 @router.put("/me/password", status_code=status.HTTP_204_NO_CONTENT, responses=CONFIRM)
@@ -86,7 +87,7 @@ async def read_user(id: UserId, rows: RowsDep) -> Response:
 async def update_user(body: UserUpdate, user: AnyUser) -> Response:
     """Change an account (superusers only). Deactivating it or taking its superuser rights
     ends all its sessions at once."""
-    return await user.change(users.update, body)
+    return await user.change(accounts.updating(user.request.app.state.letters), body)
 
 
 @router.delete("/{id}", status_code=status.HTTP_204_NO_CONTENT, responses=CHANGE_USER)

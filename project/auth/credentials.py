@@ -26,7 +26,12 @@ from sqlmodel import col
 
 from project.auth import sessions
 from project.config import Settings
-from project.errors import AuthenticationFailed, ServiceUnavailable, TooManyRequests
+from project.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from project.models import LoginAttempt, User, utcnow
 from project.text import NO_NUL, PASSWORD_MAX, canonical_email
 
@@ -36,6 +41,10 @@ IN_FLIGHT = timedelta(seconds=60)
 TURN_WAIT_SECONDS = 5.0
 LOCKED = "Too many failed sign-in attempts; wait before trying again."
 AT_ONCE = "Too many sign-in attempts at once; try again in a moment."
+UNVERIFIED = (
+    "Confirm your email first: follow the link we mailed you, or ask for a new one"
+    " (POST /api/v1/auth/verify-email/resend)."
+)
 
 
 def client_key(client: str) -> str:
@@ -201,6 +210,8 @@ async def check_credentials(
             await end_attempt(session, attempt, failed=True)
             raise AuthenticationFailed("Incorrect email or password.")
         await end_attempt(session, attempt)
+    if sign_in and settings.require_verified_email and user.email_verified_at is None:
+        raise PermissionDenied(UNVERIFIED)
     if sign_in:
         await sessions.prune(session, settings.admin_session_lifetime, user.id)
         if hasher._context.needs_update(user.hashed_password):  # weaker than today's (no hashing)

@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from project.auth import sessions
+from project.auth import links, sessions
 from project.auth.credentials import PasswordHasher
 from project.data.paging import SORT_HELP, ListQuery, SearchText, search
 from project.data.views import Filter, View
 from project.data.writes import change, insert
 from project.db.driver import Driver
 from project.errors import Conflict, NotFound
-from project.models import User, UserChange, UserPublic
+from project.models import User, UserChange, UserPublic, utcnow
 
 logger = logging.getLogger("project.accounts")
 
@@ -52,8 +52,9 @@ async def create(
 ) -> dict[str, Any]:
     """A new account, `fields` its full name and rights, if given; a taken email is a 409 from
     the unique constraint itself."""
-    hashed = await hasher.hash(password)
-    return await insert(db, VIEW, User(email=email.lower(), hashed_password=hashed, **fields))
+    hashed, now = await hasher.hash(password), utcnow()  # made by an operator, who vouches
+    user = User(email=email.lower(), hashed_password=hashed, email_verified_at=now, **fields)
+    return await insert(db, VIEW, user)
 
 
 async def ensure_superuser(db: Driver, hasher: PasswordHasher, email: str, password: str) -> bool:
@@ -94,9 +95,12 @@ async def update(
     if lost:
         await ensure_not_last_superuser(session, user)
     ends_sessions = password_hash is not None or any(getattr(user, right) for right in lost)
+    if changes.get("email", user.email) != user.email:
+        changes["email_verified_at"] = None  # until its owner follows the link mailed to it
     await change(session, VIEW, user, changes)
     if password_hash is not None:
         user.hashed_password = password_hash
+        await links.void(session, user.id, "reset")
     if ends_sessions:
         with session.no_autoflush:  # a taken email then fails the commit: a 409
             await sessions.end_all(session, user.id, keep=keep)

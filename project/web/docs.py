@@ -38,6 +38,7 @@ _DESCRIPTIONS = {
     status.HTTP_404_NOT_FOUND: "No such resource, or it belongs to someone else.",
     status.HTTP_409_CONFLICT: "Conflicts with the current data: a name or email already taken (on"
     " users, also the last active superuser).",
+    status.HTTP_410_GONE: "No longer usable: used, expired, or replaced by a newer one.",
     status.HTTP_412_PRECONDITION_FAILED: "`If-Match` does not name the current version (or "
     "`If-None-Match` does).",
     status.HTTP_413_CONTENT_TOO_LARGE: "The request body is over the size limit.",

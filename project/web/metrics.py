@@ -55,6 +55,13 @@ def install_metrics(app: FastAPI, settings: Settings) -> Observer | None:
         "Database connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW).",
     )
 
+    emails = Counter(
+        "emails_total",
+        "Emails the outbox finished with: sent, or failed for good (after MAIL_MAX_ATTEMPTS).",
+        ["outcome"],
+        registry=registry,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database: Database = app.state.database  # opened by the app's lifespan, which runs first
@@ -63,6 +70,7 @@ def install_metrics(app: FastAPI, settings: Settings) -> Observer | None:
         checked_out = database.engine.pool.checkedout  # type: ignore[attr-defined]
         capacity.set(database.pool_status()["capacity"])
         in_use.set(checked_out())
+        app.state.outbox.observers.append(lambda outcome: emails.labels(outcome).inc())
         engine = database.engine.sync_engine
         event.listen(engine, "checkout", lambda *_: in_use.set(checked_out()))
         event.listen(engine, "checkin", lambda *_: in_use.set(checked_out() - 1))
