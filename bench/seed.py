@@ -81,13 +81,25 @@ class Fixture:
         return asdict(self)
 
 
-def _account(api: httpx.Client, email: str) -> tuple[str, str]:
-    """Register and log in; the user's id and access token."""
+def _account(api: httpx.Client, url: str, email: str) -> tuple[str, str]:
+    """Register, verify the email (as its emailed link would: production lets only verified
+    accounts sign in) and log in; the user's id and access token."""
     registered = api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
     registered.raise_for_status()
+    asyncio.run(_verified(url, email))
     login = api.post("/api/v1/auth/login", data={"username": email, "password": PASSWORD})
     login.raise_for_status()
     return registered.json()["id"], login.json()["access_token"]
+
+
+async def _verified(url: str, email: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            verify = "UPDATE users SET email_verified_at = CURRENT_TIMESTAMP WHERE email = :email"
+            await conn.execute(text(verify), {"email": email})
+    finally:
+        await engine.dispose()
 
 
 def _post(api: httpx.Client, token: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,9 +182,9 @@ def prepare(url: str) -> None:
 def seed(url: str, api_url: str, secret: str, deep_count: int, fixture_path: Path) -> Fixture:
     """Seed through the running service at `api_url` and write the fixture file."""
     with httpx.Client(base_url=api_url, timeout=60) as api:
-        owner, token = _account(api, "bench@example.com")
-        deep_owner, deep_token = _account(api, "deep@example.com")
-        _account(api, "login@example.com")
+        owner, token = _account(api, url, "bench@example.com")
+        deep_owner, deep_token = _account(api, url, "deep@example.com")
+        _account(api, url, "login@example.com")
         team = _post(api, token, "/api/v1/teams", {"name": "Avengers", "headquarters": "NYC"})
         powers = [
             _post(api, token, "/api/v1/powers", {"name": name, "description": f"{name}."})
