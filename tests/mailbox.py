@@ -18,6 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from project.config import Settings
 from tests.pgcluster import free_port
 
 FRONTEND_URL = "https://app.example.com"
@@ -105,3 +106,11 @@ def token_in(message: EmailMessage, page: str) -> str:
     assert found, text_of(message)
     assert f'href="{FRONTEND_URL}/{page}?token={found.group(1)}"' in html_of(message)
     return found.group(1)
+
+
+def sending_to(mailbox: Mailbox, settings: Settings, **more: Any) -> Settings:
+    """`settings` with the outbox's sender on, sending to `mailbox` and retrying quickly."""
+    fast = {"mail_poll_seconds": 0.05, "mail_retry_seconds": 0.1, "smtp_timeout": 5.0}
+    smtp = {"smtp_host": "127.0.0.1", "smtp_port": mailbox.port, "smtp_tls": False}
+    update = {"mail_sender": True, **smtp, **fast, "frontend_url": FRONTEND_URL, **more}
+    return settings.model_copy(update=update)

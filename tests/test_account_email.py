@@ -26,7 +26,7 @@ from tests.factories import (
     production_settings,
     signed_in_again,
 )
-from tests.mailbox import FRONTEND_URL, Mailbox, html_of, text_of, token_in
+from tests.mailbox import FRONTEND_URL, Mailbox, html_of, sending_to, text_of, token_in
 
 RESET, CONFIRM = "/api/v1/auth/password-reset", "/api/v1/auth/password-reset/confirm"
 VERIFY, RESEND = "/api/v1/auth/verify-email", "/api/v1/auth/verify-email/resend"
@@ -43,19 +43,7 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture
 def settings(settings: Settings, mailbox: Mailbox, request: pytest.FixtureRequest) -> Settings:
-    return settings.model_copy(
-        update={
-            **getattr(request, "param", {}),
-            "mail_sender": True,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": mailbox.port,
-            "smtp_tls": False,
-            "smtp_timeout": 5.0,
-            "frontend_url": FRONTEND_URL,
-            "mail_poll_seconds": 0.05,
-            "mail_retry_seconds": 0.1,
-        }
-    )
+    return sending_to(mailbox, settings, **getattr(request, "param", {}))
 
 
 async def reset_token(client: AsyncClient, mailbox: Mailbox, who: Account, nth: int = 1) -> str:

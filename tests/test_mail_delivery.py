@@ -25,7 +25,7 @@ from project.mail.outbox import Outbox
 from project.models import AccountToken, MailRequest, OutboxMessage, utcnow
 from tests.conftest import TEST_SECRET, AccountFactory
 from tests.factories import PASSWORD
-from tests.mailbox import FRONTEND_URL, Mailbox, token_in
+from tests.mailbox import FRONTEND_URL, Mailbox, sending_to, token_in
 from tests.server import LiveServer, run_python
 
 RESET = "/api/v1/auth/password-reset"
@@ -40,19 +40,7 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture
 def settings(settings: Settings, mailbox: Mailbox, request: pytest.FixtureRequest) -> Settings:
-    return settings.model_copy(
-        update={
-            "mail_sender": True,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": mailbox.port,
-            "smtp_tls": False,
-            "smtp_timeout": 5.0,
-            "frontend_url": FRONTEND_URL,
-            "mail_poll_seconds": 0.05,
-            "mail_retry_seconds": 0.1,
-            **getattr(request, "param", {}),
-        }
-    )
+    return sending_to(mailbox, settings, **getattr(request, "param", {}))
 
 
 async def until(app: FastAPI, done: Callable[[list[OutboxMessage]], bool]) -> None:
